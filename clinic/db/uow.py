@@ -1,0 +1,62 @@
+"""Unit of work: one transaction, its audit entries, and what to announce after it commits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clinic.audit import AuditTrail
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class UnitOfWork:
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self._after: list[AfterCommit] = []
+        self._committed = False
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.session: AsyncSession = self._factory()
+        self.audit = AuditTrail(self.session)
+        await self.session.begin()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if et is not None or not self._committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def after_commit(self, fn: AfterCommit) -> None:
+        """Run ``fn`` once the transaction is durable (e.g. push a queue update to WebSockets)."""
+        self._after.append(fn)
+
+    async def commit(self) -> None:
+        await self.audit.flush()
+        await self.session.commit()
+        self._committed = True
+        callbacks, self._after = self._after, []
+        for fn in callbacks:
+            try:
+                await fn()
+            except Exception:
+                import logging
+
+                logging.getLogger(__name__).exception("after-commit callback failed")
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+        self._after.clear()
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+
+
+UowFactory = Callable[[], UnitOfWork]

@@ -1,0 +1,435 @@
+"""Identity: passwords, TOTP, sessions, magic links and API tokens."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+
+from clinic.config import Settings
+from clinic.db.base import utcnow
+from clinic.db.clinical import Guardian, Patient
+from clinic.db.models import (
+    ApiToken,
+    MagicLink,
+    MagicLinkPurpose,
+    Membership,
+    Organization,
+    Role,
+    User,
+    WebSession,
+)
+from clinic.db.uow import UnitOfWork
+from clinic.errors import Conflict, Gone, Invalid, NotFound, TooManyRequests, Unauthenticated
+from clinic.security import passwords, totp
+from clinic.security.authz import Principal, Resource, authorize
+from clinic.security.ratelimit import RateLimiter
+from clinic.security.secrets import SecretBox, hash_token, new_token
+
+STAFF_2FA_ROLES = (Role.CLINICIAN, Role.PHARMACIST)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    session_token: str
+    csrf_secret: str
+    user: User
+    needs_second_factor: bool
+    needs_enrollment: bool
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def _memberships(uow: UnitOfWork, user_id: uuid.UUID) -> list[Membership]:
+    return list(
+        (await uow.session.execute(select(Membership).where(Membership.user_id == user_id))).scalars().all()
+    )
+
+
+async def second_factor_required(uow: UnitOfWork, user: User) -> bool:
+    """Clinicians and pharmacists need TOTP unless every one of their organizations opted out."""
+    for m in await _memberships(uow, user.id):
+        if m.role in STAFF_2FA_ROLES and m.organization.require_2fa:
+            return True
+    return False
+
+
+async def build_principal(
+    uow: UnitOfWork, user: User, *, source_ip: str = "", mfa_at: datetime | None = None,
+    session_id: uuid.UUID | None = None, restricted: bool = False,
+) -> Principal:
+    if restricted:
+        # Password accepted, second factor still owed: the principal can do nothing but finish sign-in.
+        return Principal(kind="user", user_id=user.id, label=user.email, source_ip=source_ip,
+                         session_id=session_id, extra={"mfa_pending": "1"})
+    members = await _memberships(uow, user.id)
+    patient_ids = set(
+        (
+            await uow.session.execute(
+                select(Patient.id).where(Patient.user_id == user.id, Patient.erased_at.is_(None))
+            )
+        ).scalars()
+    )
+    patient_ids |= set(
+        (await uow.session.execute(select(Guardian.patient_id).where(Guardian.user_id == user.id))).scalars()
+    )
+    return Principal(
+        kind="user",
+        user_id=user.id,
+        label=user.email,
+        roles=frozenset((m.organization_id, m.role) for m in members),
+        platform_admin=user.is_platform_admin,
+        patient_ids=frozenset(patient_ids),
+        mfa_at=mfa_at,
+        source_ip=source_ip,
+        session_id=session_id,
+    )
+
+
+async def _new_session(
+    uow: UnitOfWork, settings: Settings, user: User, *, ip: str, ua: str, pending_mfa: bool
+) -> tuple[str, WebSession]:
+    token = new_token()
+    ws = WebSession(
+        token_hash=hash_token(token),
+        user_id=user.id,
+        expires_at=utcnow() + timedelta(hours=settings.session_hours),
+        pending_mfa=pending_mfa,
+        csrf_secret=new_token(24),
+        ip=ip[:64],
+        user_agent=ua[:300],
+    )
+    uow.add(ws)
+    await uow.session.flush()
+    return token, ws
+
+
+async def login_with_password(
+    uow: UnitOfWork, settings: Settings, limiter: RateLimiter, *, email: str, password: str, ip: str, ua: str = ""
+) -> LoginResult:
+    email = normalize_email(email)
+    keys = (f"ip:{ip}", f"user:{email}")
+    wait = max(limiter.blocked(k) for k in keys)
+    if wait:
+        raise TooManyRequests("too many sign-in attempts; try again later", retry_after=int(wait) + 1)
+    user = (await uow.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+    ok = passwords.verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or not user.is_active:
+        for k in keys:
+            limiter.hit(k)
+        raise Unauthenticated("e-mail or password is incorrect", code="bad_credentials",
+                              audit={"action": "auth.login", "object_type": "User", "detail": {"email": email}})
+    limiter.reset(f"user:{email}")
+    if user.password_hash and passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    enrolled = user.totp_enabled_at is not None
+    required = await second_factor_required(uow, user)
+    pending = enrolled or required
+    token, ws = await _new_session(uow, settings, user, ip=ip, ua=ua, pending_mfa=pending)
+    if not pending:
+        user.last_login_at = utcnow()
+    uow.audit.record(
+        Principal(kind="user", user_id=user.id, label=user.email, source_ip=ip),
+        "auth.login",
+        object_type="User",
+        object_id=user.id,
+        outcome="success" if not pending else "pending_mfa",
+    )
+    return LoginResult(token, ws.csrf_secret, user, needs_second_factor=enrolled,
+                       needs_enrollment=required and not enrolled)
+
+
+async def session_by_token(uow: UnitOfWork, token: str) -> tuple[WebSession, User] | None:
+    row = (
+        await uow.session.execute(
+            select(WebSession, User)
+            .join(User, User.id == WebSession.user_id)
+            .where(WebSession.token_hash == hash_token(token))
+        )
+    ).first()
+    if row is None:
+        return None
+    ws, user = row
+    now = utcnow()
+    if ws.revoked_at is not None or ws.expires_at <= now or not user.is_active:
+        return None
+    return ws, user
+
+
+async def verify_second_factor(
+    uow: UnitOfWork, settings: Settings, limiter: RateLimiter, ws: WebSession, user: User, code: str, *, ip: str
+) -> None:
+    key = f"totp:{user.id}"
+    if limiter.blocked(key):
+        raise TooManyRequests("too many codes tried; wait a few minutes")
+    if user.totp_secret_enc is None:
+        raise Conflict("two-factor authentication is not enrolled", code="not_enrolled")
+    secret = SecretBox(settings.secret_key, "totp").decrypt(user.totp_secret_enc).decode()
+    step = totp.verify(secret, code, user.totp_last_step)
+    actor = Principal(kind="user", user_id=user.id, label=user.email, source_ip=ip)
+    if step is None:
+        limiter.hit(key)
+        raise Invalid("the code is not valid", code="bad_code", fields={"code": "invalid or already used"},
+                      audit={"action": "auth.mfa", "object_type": "User", "object_id": str(user.id)})
+    limiter.reset(key)
+    user.totp_last_step = step
+    ws.pending_mfa = False
+    ws.mfa_at = utcnow()
+    user.last_login_at = utcnow()
+    uow.audit.record(actor, "auth.mfa", object_type="User", object_id=user.id)
+
+
+async def begin_totp_enrollment(uow: UnitOfWork, settings: Settings, user: User) -> tuple[str, str]:
+    if user.totp_enabled_at is not None:
+        raise Conflict("two-factor authentication is already enabled", code="already_enrolled")
+    secret = totp.new_secret()
+    user.totp_secret_enc = SecretBox(settings.secret_key, "totp").encrypt(secret.encode())
+    return secret, totp.provisioning_uri(secret, user.email)
+
+
+async def confirm_totp_enrollment(
+    uow: UnitOfWork, settings: Settings, limiter: RateLimiter, ws: WebSession, user: User, code: str, *, ip: str
+) -> None:
+    if user.totp_enabled_at is not None:
+        raise Conflict("two-factor authentication is already enabled", code="already_enrolled")
+    await verify_second_factor(uow, settings, limiter, ws, user, code, ip=ip)
+    user.totp_enabled_at = utcnow()
+    uow.audit.record(
+        Principal(kind="user", user_id=user.id, label=user.email, source_ip=ip),
+        "auth.mfa_enrolled", object_type="User", object_id=user.id,
+    )
+
+
+async def logout(uow: UnitOfWork, ws: WebSession) -> None:
+    ws.revoked_at = utcnow()
+
+
+async def change_password(uow: UnitOfWork, principal: Principal, user: User, current: str, new: str) -> None:
+    authorize(principal, "account.manage", Resource("User", id=user.id, owner_user_id=user.id))
+    if user.password_hash and not passwords.verify_password(user.password_hash, current):
+        raise Invalid("current password is incorrect", fields={"current_password": "incorrect"})
+    problem = passwords.password_problem(new)
+    if problem:
+        raise Invalid(f"new password {problem}", fields={"new_password": problem})
+    user.password_hash = passwords.hash_password(new)
+    uow.audit.record(principal, "account.password_changed", object_type="User", object_id=user.id)
+
+
+# --- magic links -------------------------------------------------------------------------------------------
+
+
+async def issue_magic_link(
+    uow: UnitOfWork,
+    settings: Settings,
+    *,
+    user: User,
+    purpose: MagicLinkPurpose,
+    next_path: str,
+    created_by: Principal,
+    organization_id: uuid.UUID | None = None,
+    encounter_id: uuid.UUID | None = None,
+    ttl: timedelta | None = None,
+) -> tuple[str, MagicLink]:
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        raise Invalid("next path must be local", fields={"next_path": "must start with a single /"})
+    token = new_token()
+    link = MagicLink(
+        token_hash=hash_token(token),
+        user_id=user.id,
+        organization_id=organization_id,
+        purpose=purpose,
+        next_path=next_path,
+        encounter_id=encounter_id,
+        created_by_id=created_by.user_id,
+        expires_at=utcnow() + (ttl or timedelta(minutes=settings.magic_link_minutes)),
+    )
+    uow.add(link)
+    await uow.session.flush()
+    uow.audit.record(created_by, "magic_link.issue", object_type="MagicLink", object_id=link.id,
+                     organization_id=organization_id, detail={"user": str(user.id), "purpose": purpose.value})
+    return token, link
+
+
+async def consume_magic_link(
+    uow: UnitOfWork, settings: Settings, token: str, *, ip: str, ua: str = ""
+) -> tuple[str, MagicLink, User]:
+    link = (
+        await uow.session.execute(
+            select(MagicLink).where(MagicLink.token_hash == hash_token(token)).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if link is None:
+        raise NotFound("this link is not valid", code="link_invalid",
+                       audit={"action": "magic_link.consume", "object_type": "MagicLink"})
+    now = utcnow()
+    if link.used_at is not None or link.revoked_at is not None or link.expires_at <= now:
+        raise Gone("this link has expired or was already used", code="link_expired",
+                   audit={"action": "magic_link.consume", "object_type": "MagicLink", "object_id": str(link.id)})
+    link.used_at = now
+    user = await uow.session.get(User, link.user_id)
+    if user is None or not user.is_active:
+        raise Gone("this link has expired or was already used", code="link_expired")
+    # A link proves possession of the invite channel, not a second factor, so staff still owe TOTP.
+    required = await second_factor_required(uow, user)
+    session_token, _ = await _new_session(
+        uow, settings, user, ip=ip, ua=ua, pending_mfa=required or user.totp_enabled_at is not None
+    )
+    uow.audit.record(
+        Principal(kind="user", user_id=user.id, label=user.email, source_ip=ip),
+        "magic_link.consume", object_type="MagicLink", object_id=link.id,
+    )
+    return session_token, link, user
+
+
+async def revoke_magic_link(uow: UnitOfWork, principal: Principal, link_id: uuid.UUID) -> None:
+    link = await uow.session.get(MagicLink, link_id)
+    if link is None:
+        raise NotFound("link not found")
+    authorize(principal, "invite.manage", Resource("MagicLink", organization_id=link.organization_id, id=link.id))
+    link.revoked_at = utcnow()
+    uow.audit.record(principal, "magic_link.revoke", object_type="MagicLink", object_id=link.id,
+                     organization_id=link.organization_id)
+
+
+# --- API tokens --------------------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "tm_"  # noqa: S105 - a public prefix, not a secret
+
+
+async def create_api_token(
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    organization_id: uuid.UUID,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None,
+) -> tuple[str, ApiToken]:
+    authorize(principal, "token.manage", Resource("Organization", organization_id=organization_id))
+    from clinic.security.authz import POLICY
+
+    unknown = [s for s in scopes if s not in POLICY]
+    if unknown:
+        raise Invalid("unknown scope", fields={"scopes": f"unknown: {', '.join(unknown)}"})
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid("expiry must be in the future", fields={"expires_at": "must be in the future"})
+    token = TOKEN_PREFIX + new_token()
+    assert principal.user_id is not None
+    row = ApiToken(
+        token_hash=hash_token(token),
+        prefix=token[:10],
+        name=name,
+        organization_id=organization_id,
+        created_by_id=principal.user_id,
+        scopes=sorted(set(scopes)),
+        expires_at=expires_at,
+    )
+    uow.add(row)
+    await uow.session.flush()
+    uow.audit.record(principal, "api_token.create", object_type="ApiToken", object_id=row.id,
+                     organization_id=organization_id, detail={"scopes": row.scopes})
+    return token, row
+
+
+async def revoke_api_token(uow: UnitOfWork, principal: Principal, token_id: uuid.UUID) -> None:
+    row = await uow.session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound("token not found")
+    authorize(principal, "token.manage", Resource("ApiToken", organization_id=row.organization_id, id=row.id))
+    row.revoked_at = utcnow()
+    uow.audit.record(principal, "api_token.revoke", object_type="ApiToken", object_id=row.id,
+                     organization_id=row.organization_id)
+
+
+async def list_api_tokens(uow: UnitOfWork, principal: Principal, organization_id: uuid.UUID) -> list[ApiToken]:
+    authorize(principal, "token.manage", Resource("Organization", organization_id=organization_id))
+    rows = await uow.session.execute(
+        select(ApiToken).where(ApiToken.organization_id == organization_id).order_by(ApiToken.created_at.desc())
+    )
+    return list(rows.scalars())
+
+
+async def principal_from_api_token(uow: UnitOfWork, token: str, *, ip: str) -> Principal | None:
+    row = (
+        await uow.session.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    ).scalar_one_or_none()
+    now = utcnow()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    org = await uow.session.get(Organization, row.organization_id)
+    if org is None:
+        return None
+    row.last_used_at = now
+    # The token acts with staff roles in its organization, narrowed to its scopes.
+    roles = frozenset((row.organization_id, r) for r in (Role.ORG_ADMIN, Role.CLINICIAN, Role.PHARMACIST))
+    return Principal(kind="token", label=f"token:{row.prefix}", roles=roles, scopes=frozenset(row.scopes),
+                     source_ip=ip, extra={"token_id": str(row.id)})
+
+
+# --- users ---------------------------------------------------------------------------------------------------
+
+
+async def create_user(
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    email: str,
+    display_name: str,
+    password: str | None,
+    role: Role,
+    organization_id: uuid.UUID | None,
+    locale: str | None = None,
+) -> User:
+    email = normalize_email(email)
+    if role is Role.PLATFORM_ADMIN:
+        if not principal.platform_admin:
+            authorize(principal, "org.create")  # raises: only platform admins make platform admins
+    else:
+        if organization_id is None:
+            raise Invalid("organization is required", fields={"organization_id": "required"})
+        authorize(principal, "member.manage", Resource("Organization", organization_id=organization_id))
+    if password is not None:
+        problem = passwords.password_problem(password)
+        if problem:
+            raise Invalid(f"password {problem}", fields={"password": problem})
+    existing = (await uow.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+    if existing is not None:
+        user = existing
+    else:
+        user = User(
+            email=email,
+            display_name=display_name,
+            password_hash=passwords.hash_password(password) if password else None,
+            is_platform_admin=role is Role.PLATFORM_ADMIN,
+            locale=locale,
+        )
+        uow.add(user)
+        await uow.session.flush()
+    if role is not Role.PLATFORM_ADMIN:
+        dup = (
+            await uow.session.execute(
+                select(Membership).where(
+                    Membership.user_id == user.id,
+                    Membership.organization_id == organization_id,
+                    Membership.role == role,
+                )
+            )
+        ).scalar_one_or_none()
+        if dup is not None:
+            raise Conflict("this user already has that role here", code="duplicate_membership")
+        assert organization_id is not None
+        uow.add(Membership(user_id=user.id, organization_id=organization_id, role=role))
+    await uow.session.flush()
+    uow.audit.record(principal, "user.create", object_type="User", object_id=user.id,
+                     organization_id=organization_id, detail={"role": role.value})
+    return user
+
+
+async def find_users(uow: UnitOfWork, query: str) -> list[User]:
+    q = f"%{query.lower()}%"
+    rows = await uow.session.execute(select(User).where(or_(User.email.like(q), User.display_name.like(q))))
+    return list(rows.scalars())

@@ -1,0 +1,114 @@
+"""The application factory: wires settings, database, services, middleware and routes together."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from clinic import __version__
+from clinic.config import Settings
+from clinic.db.engine import engine_from_settings, session_factory
+from clinic.security.ratelimit import RateLimiter
+from clinic.web import health, middleware, pages
+from clinic.web.api import ApiRouter, RouteSpec, mount, openapi_document
+from clinic.web.context import SERVICES, Services, services
+from clinic.web.render import JINJA, STATIC_DIR, make_environment
+
+log = logging.getLogger("telemed")
+
+# Request storage uses plain string keys deliberately (templates read them by name).
+warnings.filterwarnings("ignore", category=web.NotAppKeyWarning)
+
+API_SPECS: web.AppKey[list[RouteSpec]] = web.AppKey("telemed_api_specs", list)
+
+#: Feature modules plug in here: each gets the app after core wiring, and may add routes and services.
+Feature = Callable[[web.Application], None]
+
+
+def _routers() -> list[ApiRouter]:
+    from clinic.web.routes import accounts, patients
+
+    return [accounts.router, patients.router]
+
+
+def _features() -> list[Feature]:
+    """Optional feature modules discovered by name, so the core does not import what is not built."""
+    import importlib
+
+    out: list[Feature] = []
+    for mod in ("clinic.web.features",):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+            continue
+        out.extend(getattr(m, "FEATURES", []))
+    return out
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    doc = openapi_document(request.app[API_SPECS], title="Telemed API", version=__version__)
+    return web.json_response(doc)
+
+
+def create_app(settings: Settings, *, extra_routers: list[ApiRouter] | None = None,
+               overrides: dict[str, Any] | None = None) -> web.Application:
+    engine = engine_from_settings(settings)
+    svc = Services(
+        settings=settings,
+        engine=engine,
+        sessionmaker=session_factory(engine),
+        login_limiter=RateLimiter(settings.login_max_attempts, settings.login_window_seconds),
+        mfa_limiter=RateLimiter(settings.login_max_attempts, settings.login_window_seconds),
+        metrics=CollectorRegistry(),
+    )
+    svc.extra.update(overrides or {})
+    app = web.Application(
+        client_max_size=settings.max_upload_bytes,
+        middlewares=[
+            middleware.security_headers,
+            health.measure,
+            middleware.errors,
+            middleware.identity,
+            middleware.language,
+            middleware.csrf,
+        ],
+    )
+    app[SERVICES] = svc
+    app[JINJA] = make_environment()
+    health.install_metrics(app)
+    health.add_routes(app)
+    pages.add_routes(app)
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+    app.router.add_get("/api/openapi.json", openapi_handler)
+    routers = _routers() + list(extra_routers or [])
+    for feature in _features():
+        feature(app)
+    extra = app.get(EXTRA_ROUTERS, [])
+    app[API_SPECS] = mount(app, routers + extra)
+    app.on_cleanup.append(_close)
+    return app
+
+
+EXTRA_ROUTERS: web.AppKey[list[ApiRouter]] = web.AppKey("telemed_extra_routers", list)
+
+
+def add_api(app: web.Application, router: ApiRouter) -> None:
+    """Used by feature modules to contribute API routes before the app is frozen."""
+    app.setdefault(EXTRA_ROUTERS, []).append(router)
+
+
+async def _close(app: web.Application) -> None:
+    svc = services(app)
+    for fn in reversed(svc.on_shutdown):
+        try:
+            await fn()
+        except Exception:
+            log.exception("shutdown hook failed")
+    await svc.engine.dispose()

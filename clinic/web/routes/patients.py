@@ -1,0 +1,223 @@
+"""Patients API (FHIR Patient and its allergies, legal attributes, guardians and consents)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import Field
+
+from clinic.db.clinical import AttributeKind, ConsentKind, Sex
+from clinic.services import patients as svc
+from clinic.web.api import ApiContext, ApiRouter
+from clinic.web.schemas import Input, Output
+
+router = ApiRouter()
+T = ("patients",)
+
+JURISDICTION = r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$"
+
+
+class AllergyOut(Output):
+    id: uuid.UUID
+    substance: str
+    atc_code: str
+    reaction: str
+    severity: str
+
+
+class AttributeOut(Output):
+    id: uuid.UUID
+    kind: AttributeKind
+    value: str
+    source: str
+    source_date: date
+    valid_until: date | None
+
+
+class GuardianOut(Output):
+    id: uuid.UUID
+    name: str
+    relationship_code: str
+    phone: str
+    email: str
+
+
+class PatientOut(Output):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    family_name: str
+    given_name: str
+    birth_date: date
+    sex: Sex
+    phone: str
+    email: str
+    address: str
+    postal_code: str
+    jurisdiction: str
+    locale: str | None
+    nominated_pharmacy_id: uuid.UUID | None
+    allergies: list[AllergyOut]
+    attributes: list[AttributeOut]
+    guardians: list[GuardianOut]
+
+
+class PatientSummary(Output):
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    family_name: str
+    given_name: str
+    birth_date: date
+    sex: Sex
+    jurisdiction: str
+
+
+class PatientList(Output):
+    items: list[PatientSummary]
+
+
+class PatientIn(Input):
+    organization_id: uuid.UUID
+    family_name: str = Field(min_length=1, max_length=100)
+    given_name: str = Field(min_length=1, max_length=100)
+    birth_date: date
+    sex: Sex = Sex.UNKNOWN
+    phone: str = Field(default="", max_length=32)
+    email: str = Field(default="", max_length=254)
+    address: str = Field(default="", max_length=500)
+    postal_code: str = Field(default="", max_length=20)
+    jurisdiction: str = Field(default="KR", pattern=JURISDICTION)
+    locale: Literal["ko", "en"] | None = None
+
+
+class PatientUpdate(Input):
+    family_name: str | None = Field(default=None, min_length=1, max_length=100)
+    given_name: str | None = Field(default=None, min_length=1, max_length=100)
+    birth_date: date | None = None
+    sex: Sex | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+    address: str | None = Field(default=None, max_length=500)
+    postal_code: str | None = Field(default=None, max_length=20)
+    jurisdiction: str | None = Field(default=None, pattern=JURISDICTION)
+    locale: Literal["ko", "en"] | None = None
+
+
+class PatientQuery(Input):
+    organization_id: uuid.UUID | None = None
+    q: str = Field(default="", max_length=100)
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=100_000)
+
+
+class AllergyIn(Input):
+    substance: str = Field(min_length=1, max_length=200)
+    atc_code: str = Field(default="", pattern=r"^([A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?)?$")
+    reaction: str = Field(default="", max_length=300)
+    severity: Literal["mild", "moderate", "severe"] = "moderate"
+
+
+class AttributeIn(Input):
+    kind: AttributeKind
+    value: str = Field(default="", max_length=200)
+    source: str = Field(min_length=1, max_length=300)
+    source_date: date
+    valid_until: date | None = None
+
+
+class GuardianIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    relationship_code: str = Field(default="guardian", max_length=32)
+    phone: str = Field(default="", max_length=32)
+    email: str = Field(default="", max_length=254)
+
+
+class ConsentIn(Input):
+    kind: ConsentKind
+    text: str = Field(default="", max_length=20_000)
+
+
+class ConsentOut(Output):
+    id: uuid.UUID
+    kind: ConsentKind
+    version: str
+    granted_at: datetime
+    revoked_at: datetime | None
+
+
+class ConsentList(Output):
+    items: list[ConsentOut]
+
+
+@router.route("GET", "/patients", query=PatientQuery, response=PatientList, tags=T)
+async def list_patients(ctx: ApiContext) -> PatientList:
+    """Patients visible to the caller (their organization's, or their own record)."""
+    q = ctx.query
+    rows = await svc.list_patients(ctx.uow, ctx.principal, organization_id=q.organization_id, q=q.q,
+                                   limit=q.limit, offset=q.offset)
+    return PatientList(items=[PatientSummary.model_validate(p) for p in rows])
+
+
+@router.route("POST", "/patients", body=PatientIn, response=PatientOut, status=201, tags=T, idempotent=True)
+async def create_patient(ctx: ApiContext) -> PatientOut:
+    """Register a patient in an organization."""
+    data = ctx.body.model_dump()
+    org_id = data.pop("organization_id")
+    p = await svc.create_patient(ctx.uow, ctx.principal, org_id, svc.PatientInput(**data))
+    await ctx.uow.session.refresh(p, ["allergies", "attributes", "guardians"])
+    return PatientOut.model_validate(p)
+
+
+@router.route("GET", "/patients/{id}", response=PatientOut, tags=T)
+async def get_patient(ctx: ApiContext) -> PatientOut:
+    """One patient record."""
+    return PatientOut.model_validate(await svc.get_patient(ctx.uow, ctx.principal, ctx.path_uuid()))
+
+
+@router.route("PATCH", "/patients/{id}", body=PatientUpdate, response=PatientOut, tags=T)
+async def update_patient(ctx: ApiContext) -> PatientOut:
+    """Change demographics or location."""
+    changes = {k: v for k, v in ctx.body.model_dump(exclude_unset=True).items() if v is not None}
+    return PatientOut.model_validate(await svc.update_patient(ctx.uow, ctx.principal, ctx.path_uuid(), changes))
+
+
+@router.route("POST", "/patients/{id}/allergies", body=AllergyIn, response=AllergyOut, status=201, tags=T)
+async def add_allergy(ctx: ApiContext) -> AllergyOut:
+    """Record an allergy or intolerance."""
+    a = await svc.add_allergy(ctx.uow, ctx.principal, ctx.path_uuid(), **ctx.body.model_dump())
+    return AllergyOut.model_validate(a)
+
+
+@router.route("POST", "/patients/{id}/attributes", body=AttributeIn, response=AttributeOut, status=201, tags=T)
+async def add_attribute(ctx: ApiContext) -> AttributeOut:
+    """Record a legally relevant fact (island residence, long-term-care grade, …) with its source."""
+    a = await svc.add_attribute(ctx.uow, ctx.principal, ctx.path_uuid(), **ctx.body.model_dump())
+    return AttributeOut.model_validate(a)
+
+
+@router.route("POST", "/patients/{id}/guardians", body=GuardianIn, response=GuardianOut, status=201, tags=T)
+async def add_guardian(ctx: ApiContext) -> GuardianOut:
+    """Add a guardian (for minors)."""
+    g = await svc.add_guardian(ctx.uow, ctx.principal, ctx.path_uuid(), **ctx.body.model_dump())
+    return GuardianOut.model_validate(g)
+
+
+@router.route("GET", "/patients/{id}/consents", response=ConsentList, tags=T)
+async def list_consents(ctx: ApiContext) -> ConsentList:
+    """Consents, newest first, including revoked ones."""
+    rows = await svc.list_consents(ctx.uow, ctx.principal, ctx.path_uuid())
+    return ConsentList(items=[ConsentOut.model_validate(c) for c in rows])
+
+
+@router.route("POST", "/patients/{id}/consents", body=ConsentIn, response=ConsentOut, status=201, tags=T)
+async def grant_consent(ctx: ApiContext) -> ConsentOut:
+    """Grant a consent (versioned and time-stamped)."""
+    c = await svc.grant_consent(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.kind, text=ctx.body.text)
+    return ConsentOut.model_validate(c)
+
+
+@router.route("POST", "/consents/{id}/revoke", response=ConsentOut, tags=T)
+async def revoke_consent(ctx: ApiContext) -> ConsentOut:
+    """Revoke a consent."""
+    return ConsentOut.model_validate(await svc.revoke_consent(ctx.uow, ctx.principal, ctx.path_uuid()))
