@@ -29,9 +29,11 @@ class UnitOfWork:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if et is not None or not self._committed:
+            if et is not None:
                 await self.session.rollback()
         finally:
+            # close() discards an uncommitted transaction but, unlike rollback(), leaves loaded objects
+            # readable, which read-only units of work rely on.
             await self.session.close()
 
     def after_commit(self, fn: AfterCommit) -> None:

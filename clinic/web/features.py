@@ -1,4 +1,5 @@
-"""Feature modules wired into the app factory (clinic, video, prescriptions, payments, policy)."""
+"""Feature modules wired into the app factory. Each entry is ``install(app)``: it adds routes,
+pages and services to the app (see ``clinic.web.app.add_api``)."""
 
 from __future__ import annotations
 
