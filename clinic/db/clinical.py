@@ -157,3 +157,20 @@ class License(IdMixin, Base):
     jurisdiction: Mapped[str] = mapped_column(String(8))  # KR, US-CA, …
     number: Mapped[str] = mapped_column(String(64))
     expires_on: Mapped[date | None] = mapped_column(Date, default=None)
+
+
+class InPersonVisit(IdMixin, Base):
+    """A face-to-face visit at an institution, as recorded by its staff.
+
+    Telemedicine law in several jurisdictions (KR revisit rules, CN follow-ups, JP) depends on it.
+    """
+
+    __tablename__ = "in_person_visit"
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organization.id"), index=True)
+    visit_date: Mapped[date] = mapped_column(Date)
+    #: ICD-10 code of the condition treated, so "same condition" can be judged.
+    condition_code: Mapped[str] = mapped_column(String(16), default="")
+    recorded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -118,10 +118,11 @@ def validation_fields(exc: ValidationError) -> dict[str, str]:
 
 
 def error_response(status: int, code: str, message: str, fields: dict[str, str] | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message, "fields": fields or {}}}, status=status, headers=headers
-    )
+                   headers: dict[str, str] | None = None, decision: dict[str, Any] | None = None) -> web.Response:
+    err: dict[str, Any] = {"code": code, "message": message, "fields": fields or {}}
+    if decision is not None:
+        err["decision"] = decision  # policy refusals carry the engine's reasons (bilingual) and rule ids
+    return web.json_response({"error": err}, status=status, headers=headers)
 
 
 async def _read_json(request: web.Request, limit: int) -> Any:

@@ -114,7 +114,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if isinstance(exc, TooManyRequests) and "retry_after" in exc.extra:
             headers["Retry-After"] = str(exc.extra["retry_after"])
         if is_api(request) or "application/json" in request.headers.get("Accept", ""):
-            return error_response(exc.status, exc.code, exc.message, exc.fields, headers)
+            return error_response(exc.status, exc.code, exc.message, exc.fields, headers,
+                                  decision=exc.extra.get("decision"))
         if exc.status == 401 and request.method in SAFE_METHODS:
             raise web.HTTPFound(f"/login?next={request.path_qs}") from None
         from clinic.web.render import render
