@@ -50,7 +50,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "cancellation": ("organization", "recipient_name", "start", "timezone"),
 }
 #: Keys the templates test for; defaulting them lets the environment stay strict about typos.
-_OPTIONAL = ("clinician", "start", "end", "timezone", "visit_url", "manage_url", "rebook_url", "reason",
+OPTIONAL_KEYS = ("clinician", "start", "end", "timezone", "visit_url", "manage_url", "rebook_url", "reason",
              "mode", "message", "expires_at", "organization_phone")
 
 
@@ -90,14 +90,16 @@ def render_email(kind: str, locale: str, context: Mapping[str, Any]) -> tuple[st
     missing = [k for k in _REQUIRED[kind] if context.get(k) in (None, "")]
     if missing:
         raise ValueError(f"{kind} e-mail needs {', '.join(missing)}")
-    ctx: dict[str, Any] = dict.fromkeys(_OPTIONAL)
+    ctx: dict[str, Any] = dict.fromkeys(OPTIONAL_KEYS)
     ctx.update(context)
     ctx["locale"] = locale
     tz = ctx.get("timezone") or "UTC"
     ctx["when"] = format_when(ctx["start"], tz, locale) if ctx.get("start") else ""
     ctx["when_end"] = format_time(ctx["end"].astimezone(ZoneInfo(tz)), "HH:mm", locale=locale) if ctx.get("end") else ""
     ctx["expires"] = format_when(ctx["expires_at"], tz, locale) if ctx.get("expires_at") else ""
-    ctx["mode_label"] = i18n.gettext(MODE_LABELS[ctx["mode"]], locale) if ctx.get("mode") in MODE_LABELS else ""
+    mode_key = ctx.get("mode")
+    label = MODE_LABELS.get(mode_key, "") if isinstance(mode_key, str) else ""
+    ctx["mode_label"] = i18n.gettext(label, locale) if label else ""
     env = _env(locale)
     subject = i18n.gettext(SUBJECTS[kind], locale) % {"organization": ctx["organization"], "when": ctx["when"]}
     text = env.get_template(f"{kind}.txt").render(ctx)
