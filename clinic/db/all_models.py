@@ -1,3 +1,3 @@
 """Imports every model module so metadata is complete (migrations, create_all in tests)."""
 
-from clinic.db import clinical, encounters, models  # noqa: F401
+from clinic.db import clinical, encounters, models, scheduling  # noqa: F401

@@ -141,6 +141,8 @@ POLICY: dict[str, tuple[Grant, ...]] = {
     "payment.manage": _g((_A, Scope.ORG)),
     # policy
     "policy.read": _g((_A, Scope.ORG), (_C, Scope.ORG), (Role.PLATFORM_ADMIN, Scope.ANY)),
+    # prescriptions (continued)
+    "prescription.renew": _g((_PT, Scope.OWN_PATIENT)),
 }
 
 # Reads of an object the principal cannot see answer 404, so existence does not leak across tenants.

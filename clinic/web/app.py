@@ -31,9 +31,9 @@ Feature = Callable[[web.Application], None]
 
 
 def _routers() -> list[ApiRouter]:
-    from clinic.web.routes import accounts, patients
+    from clinic.web.routes import accounts, patients, scheduling
 
-    return [accounts.router, patients.router]
+    return [accounts.router, patients.router, scheduling.router]
 
 
 def _features() -> list[Feature]:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:34:32.652237
+Create Date: 2026-11-23 13:40:21.657111
 """
 
 from collections.abc import Sequence
@@ -211,6 +211,47 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_practitioner')),
     sa.UniqueConstraint('user_id', name=op.f('uq_practitioner_user_id'))
     )
+    op.create_table('schedule',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('practitioner_user_id', sa.Uuid(), nullable=False),
+    sa.Column('timezone', sa.String(length=64), nullable=False),
+    sa.Column('observe_public_holidays', sa.Boolean(), nullable=False),
+    sa.Column('holiday_country', sa.String(length=8), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_schedule_organization_id_organization')),
+    sa.ForeignKeyConstraint(['practitioner_user_id'], ['user_account.id'], name=op.f('fk_schedule_practitioner_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_schedule')),
+    sa.UniqueConstraint('organization_id', 'practitioner_user_id', name=op.f('uq_schedule_organization_id'))
+    )
+    with op.batch_alter_table('schedule', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_schedule_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_schedule_practitioner_user_id'), ['practitioner_user_id'], unique=False)
+
+    op.create_table('visit_type',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('code', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('name_ko', sa.String(length=200), nullable=False),
+    sa.Column('duration_minutes', sa.Integer(), nullable=False),
+    sa.Column('modes', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('fee_amount', sa.Integer(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('duration_minutes >= 5 AND duration_minutes <= 240', name=op.f('ck_visit_type_duration_range')),
+    sa.CheckConstraint('fee_amount >= 0', name=op.f('ck_visit_type_fee_nonnegative')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_visit_type_organization_id_organization')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_visit_type')),
+    sa.UniqueConstraint('organization_id', 'code', name=op.f('uq_visit_type_organization_id'))
+    )
+    with op.batch_alter_table('visit_type', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_visit_type_organization_id'), ['organization_id'], unique=False)
+
     op.create_table('web_session',
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=False),
@@ -246,6 +287,73 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('allergy', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_allergy_patient_id'), ['patient_id'], unique=False)
+
+    op.create_table('appointment',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('practitioner_user_id', sa.Uuid(), nullable=True),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('visit_type_id', sa.Uuid(), nullable=False),
+    sa.Column('start_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('end_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.Enum('proposed', 'booked', 'arrived', 'checked_in', 'fulfilled', 'cancelled', 'noshow', name='appointment_status', native_enum=False, length=32), nullable=False),
+    sa.Column('kind', sa.Enum('scheduled', 'on_demand', name='appointment_kind', native_enum=False, length=32), nullable=False),
+    sa.Column('mode', sa.Enum('video', 'audio', 'chat', name='visit_mode', native_enum=False, length=32), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('cancellation_reason', sa.Text(), nullable=False),
+    sa.Column('cancelled_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_by_id', sa.Uuid(), nullable=True),
+    sa.Column('reminder_sent_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ics_sequence', sa.Integer(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('start_at < end_at', name=op.f('ck_appointment_start_before_end')),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_appointment_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_appointment_organization_id_organization')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_appointment_patient_id_patient')),
+    sa.ForeignKeyConstraint(['practitioner_user_id'], ['user_account.id'], name=op.f('fk_appointment_practitioner_user_id_user_account')),
+    sa.ForeignKeyConstraint(['visit_type_id'], ['visit_type.id'], name=op.f('fk_appointment_visit_type_id_visit_type')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_appointment'))
+    )
+    with op.batch_alter_table('appointment', schema=None) as batch_op:
+        batch_op.create_index('ix_appointment_org_kind_status', ['organization_id', 'kind', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_appointment_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_appointment_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index('ix_appointment_practitioner_start', ['practitioner_user_id', 'start_at'], unique=False)
+
+    op.create_table('availability_exception',
+    sa.Column('schedule_id', sa.Uuid(), nullable=False),
+    sa.Column('kind', sa.Enum('vacation', 'unavailable', 'extra', name='availability_exception_kind', native_enum=False, length=32), nullable=False),
+    sa.Column('start_date', sa.Date(), nullable=True),
+    sa.Column('end_date', sa.Date(), nullable=True),
+    sa.Column('start_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('end_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('note', sa.String(length=500), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.CheckConstraint('(start_date IS NOT NULL AND end_date IS NOT NULL AND start_at IS NULL AND end_at IS NULL) OR (start_date IS NULL AND end_date IS NULL AND start_at IS NOT NULL AND end_at IS NOT NULL)', name=op.f('ck_availability_exception_one_range_form')),
+    sa.ForeignKeyConstraint(['schedule_id'], ['schedule.id'], name=op.f('fk_availability_exception_schedule_id_schedule'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_availability_exception'))
+    )
+    with op.batch_alter_table('availability_exception', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_availability_exception_schedule_id'), ['schedule_id'], unique=False)
+
+    op.create_table('availability_rule',
+    sa.Column('schedule_id', sa.Uuid(), nullable=False),
+    sa.Column('weekday', sa.Integer(), nullable=False),
+    sa.Column('start_time', sa.Time(), nullable=False),
+    sa.Column('end_time', sa.Time(), nullable=False),
+    sa.Column('visit_type_ids', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('valid_from', sa.Date(), nullable=True),
+    sa.Column('valid_to', sa.Date(), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.CheckConstraint('start_time < end_time', name=op.f('ck_availability_rule_start_before_end')),
+    sa.CheckConstraint('weekday >= 0 AND weekday <= 6', name=op.f('ck_availability_rule_weekday_range')),
+    sa.ForeignKeyConstraint(['schedule_id'], ['schedule.id'], name=op.f('fk_availability_rule_schedule_id_schedule'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_availability_rule'))
+    )
+    with op.batch_alter_table('availability_rule', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_availability_rule_schedule_id'), ['schedule_id'], unique=False)
 
     op.create_table('consent',
     sa.Column('patient_id', sa.Uuid(), nullable=False),
@@ -378,11 +486,28 @@ def upgrade() -> None:
     with op.batch_alter_table('encounter_transition', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_encounter_transition_encounter_id'), ['encounter_id'], unique=False)
 
+    op.create_table('slot_claim',
+    sa.Column('appointment_id', sa.Uuid(), nullable=False),
+    sa.Column('practitioner_user_id', sa.Uuid(), nullable=False),
+    sa.Column('slot_start', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointment.id'], name=op.f('fk_slot_claim_appointment_id_appointment'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['practitioner_user_id'], ['user_account.id'], name=op.f('fk_slot_claim_practitioner_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_slot_claim')),
+    sa.UniqueConstraint('practitioner_user_id', 'slot_start', name='uq_slot_claim_practitioner_slot')
+    )
+    with op.batch_alter_table('slot_claim', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_slot_claim_appointment_id'), ['appointment_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('slot_claim', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_slot_claim_appointment_id'))
+
+    op.drop_table('slot_claim')
     with op.batch_alter_table('encounter_transition', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_encounter_transition_encounter_id'))
 
@@ -417,6 +542,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_consent_patient_id'))
 
     op.drop_table('consent')
+    with op.batch_alter_table('availability_rule', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_availability_rule_schedule_id'))
+
+    op.drop_table('availability_rule')
+    with op.batch_alter_table('availability_exception', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_availability_exception_schedule_id'))
+
+    op.drop_table('availability_exception')
+    with op.batch_alter_table('appointment', schema=None) as batch_op:
+        batch_op.drop_index('ix_appointment_practitioner_start')
+        batch_op.drop_index(batch_op.f('ix_appointment_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_appointment_organization_id'))
+        batch_op.drop_index('ix_appointment_org_kind_status')
+
+    op.drop_table('appointment')
     with op.batch_alter_table('allergy', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_allergy_patient_id'))
 
@@ -425,6 +565,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_web_session_user_id'))
 
     op.drop_table('web_session')
+    with op.batch_alter_table('visit_type', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_visit_type_organization_id'))
+
+    op.drop_table('visit_type')
+    with op.batch_alter_table('schedule', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_schedule_practitioner_user_id'))
+        batch_op.drop_index(batch_op.f('ix_schedule_organization_id'))
+
+    op.drop_table('schedule')
     op.drop_table('practitioner')
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_user_id'))

@@ -1,0 +1,729 @@
+"""Visit types, practitioner schedules, slot search and the appointment lifecycle.
+
+No double booking is enforced by the database (``SlotClaim``'s UNIQUE constraint); the checks made
+here beforehand only produce friendlier errors and must never be relied on for correctness.
+
+Notifications (e-mail, ICS) are not sent from here: every state change returns the appointment, with
+``ics_sequence`` bumped, for the caller to announce.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from clinic.db.base import utcnow
+from clinic.db.clinical import Patient, Practitioner
+from clinic.db.models import Membership, Organization, Role
+from clinic.db.scheduling import (
+    SLOT_GRID_MINUTES,
+    Appointment,
+    AppointmentKind,
+    AppointmentStatus,
+    AvailabilityException,
+    AvailabilityRule,
+    ExceptionKind,
+    Schedule,
+    SlotClaim,
+    VisitMode,
+    VisitType,
+)
+from clinic.db.uow import UnitOfWork
+from clinic.errors import Conflict, Forbidden, Invalid, NotFound
+from clinic.scheduling.slots import (
+    GRID,
+    DateException,
+    Interval,
+    RuleSpec,
+    ScheduleSpec,
+    Slot,
+    can_cancel,
+    generate_slots,
+    grid_cells,
+    is_on_grid,
+    valid_holiday_country,
+    valid_timezone,
+)
+from clinic.scheduling.states import Event, TransitionError, transition
+from clinic.security.authz import Principal, Resource, allowed, authorize, orgs_for, patients_for
+
+MAX_SEARCH_DAYS = 31
+#: Key under which the app's services container may hold the jurisdiction policy engine's adapter.
+POLICY_KEY = "booking_policy"
+
+
+# --- policy hook -------------------------------------------------------------------------------------------
+
+
+class BookingPolicy(Protocol):
+    """What the jurisdiction policy engine must answer before a visit is booked; raise PolicyDenied to refuse."""
+
+    async def check_booking(
+        self, uow: UnitOfWork, patient: Patient, practitioner_user_id: uuid.UUID | None, visit_type: VisitType,
+        start: datetime, mode: VisitMode,
+    ) -> None: ...
+
+
+class AllowAll:
+    async def check_booking(
+        self, uow: UnitOfWork, patient: Patient, practitioner_user_id: uuid.UUID | None, visit_type: VisitType,
+        start: datetime, mode: VisitMode,
+    ) -> None:
+        return None
+
+
+ALLOW_ALL: BookingPolicy = AllowAll()
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+def appointment_resource(a: Appointment) -> Resource:
+    return Resource("Appointment", organization_id=a.organization_id, id=a.id, patient_id=a.patient_id)
+
+
+def _org_resource(org_id: uuid.UUID, kind: str = "Organization") -> Resource:
+    return Resource(kind, organization_id=org_id)
+
+
+def is_staff(principal: Principal, org_id: uuid.UUID) -> bool:
+    """Clinician or admin of the organization: the patient's own grant needs a patient id, so it cannot match."""
+    return principal.kind == "system" or allowed(principal, "appointment.manage", _org_resource(org_id, "Appointment"))
+
+
+def _transition(a: Appointment, event: Event) -> AppointmentStatus:
+    try:
+        return transition(a.status, event)
+    except TransitionError as exc:
+        raise Conflict(str(exc), code="illegal_transition") from None
+
+
+async def _org(uow: UnitOfWork, org_id: uuid.UUID) -> Organization:
+    org = await uow.session.get(Organization, org_id)
+    if org is None:
+        raise NotFound("organization not found")
+    return org
+
+
+# --- visit types -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VisitTypeInput:
+    code: str
+    name: str
+    duration_minutes: int
+    modes: tuple[VisitMode, ...]
+    fee_amount: int = 0
+    currency: str = "KRW"
+    name_ko: str = ""
+    active: bool = True
+
+
+def _check_visit_type(duration: int, modes: tuple[VisitMode, ...] | list[Any], fee: int, currency: str) -> None:
+    fields: dict[str, str] = {}
+    if not 5 <= duration <= 240 or duration % SLOT_GRID_MINUTES:
+        fields["duration_minutes"] = "5 to 240, a multiple of 5"
+    if not modes:
+        fields["modes"] = "at least one of video, audio, chat"
+    if fee < 0:
+        fields["fee_amount"] = "must not be negative"
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        fields["currency"] = "ISO 4217 code"
+    if fields:
+        raise Invalid("invalid visit type", fields=fields)
+
+
+async def create_visit_type(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID,
+                            data: VisitTypeInput) -> VisitType:
+    authorize(principal, "visit_type.manage", _org_resource(org_id))
+    await _org(uow, org_id)
+    _check_visit_type(data.duration_minutes, data.modes, data.fee_amount, data.currency)
+    dup = (await uow.session.execute(
+        select(VisitType.id).where(VisitType.organization_id == org_id, VisitType.code == data.code)
+    )).scalar_one_or_none()
+    if dup is not None:
+        raise Conflict("a visit type with this code exists", code="duplicate_code", fields={"code": "already used"})
+    vt = VisitType(organization_id=org_id, code=data.code, name=data.name, name_ko=data.name_ko,
+                   duration_minutes=data.duration_minutes, modes=[m.value for m in dict.fromkeys(data.modes)],
+                   fee_amount=data.fee_amount, currency=data.currency, active=data.active)
+    uow.add(vt)
+    await uow.session.flush()
+    uow.audit.record(principal, "visit_type.create", object_type="HealthcareService", object_id=vt.id,
+                     organization_id=org_id, detail={"code": vt.code})
+    return vt
+
+
+async def _visit_type(uow: UnitOfWork, principal: Principal, vt_id: uuid.UUID, action: str) -> VisitType:
+    vt = await uow.session.get(VisitType, vt_id)
+    if vt is None:
+        raise NotFound("visit type not found")
+    authorize(principal, action, Resource("VisitType", organization_id=vt.organization_id, id=vt.id))
+    return vt
+
+
+async def get_visit_type(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, vt_id: uuid.UUID) -> VisitType:
+    vt = await _visit_type(uow, principal, vt_id, "schedule.read")
+    if vt.organization_id != org_id:
+        raise NotFound("visit type not found")
+    return vt
+
+
+async def list_visit_types(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *,
+                           include_inactive: bool = False) -> list[VisitType]:
+    authorize(principal, "schedule.read", _org_resource(org_id))
+    cond: list[ColumnElement[bool]] = [VisitType.organization_id == org_id]
+    if not include_inactive:
+        cond.append(VisitType.active.is_(True))
+    rows = (await uow.session.execute(select(VisitType).where(*cond).order_by(VisitType.code))).scalars().all()
+    return list(rows)
+
+
+async def update_visit_type(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, vt_id: uuid.UUID,
+                            changes: dict[str, Any]) -> VisitType:
+    vt = await _visit_type(uow, principal, vt_id, "visit_type.manage")
+    if vt.organization_id != org_id:
+        raise NotFound("visit type not found")
+    allowed_fields = {"name", "name_ko", "duration_minutes", "modes", "fee_amount", "currency", "active"}
+    unknown = set(changes) - allowed_fields
+    if unknown:
+        raise Invalid("unknown fields", fields={k: "not updatable" for k in sorted(unknown)})
+    if "modes" in changes:
+        changes["modes"] = [VisitMode(m).value for m in dict.fromkeys(changes["modes"])]
+    merged = {"duration_minutes": vt.duration_minutes, "modes": vt.modes, "fee_amount": vt.fee_amount,
+              "currency": vt.currency, **changes}
+    _check_visit_type(merged["duration_minutes"], merged["modes"], merged["fee_amount"], merged["currency"])
+    for k, v in changes.items():
+        setattr(vt, k, v)
+    uow.audit.record(principal, "visit_type.update", object_type="HealthcareService", object_id=vt.id,
+                     organization_id=vt.organization_id, detail={"fields": sorted(changes)})
+    return vt
+
+
+# --- schedules ---------------------------------------------------------------------------------------------
+
+
+async def _require_clinician(uow: UnitOfWork, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    found = (await uow.session.execute(
+        select(Membership.id).where(Membership.organization_id == org_id, Membership.user_id == user_id,
+                                    Membership.role == Role.CLINICIAN)
+    )).scalar_one_or_none()
+    if found is None:
+        raise NotFound("practitioner not found in this organization")
+
+
+def _authorize_schedule_manage(principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    authorize(principal, "schedule.manage", _org_resource(org_id, "Schedule"))
+    # The grant lets any clinician of the organization in; only admins may edit a colleague's schedule.
+    if principal.user_id != user_id and not (principal.kind == "system" or principal.has_role(Role.ORG_ADMIN, org_id)):
+        raise Forbidden("clinicians may only manage their own schedule", action="schedule.manage",
+                        resource=_org_resource(org_id, "Schedule"))
+
+
+async def _schedule(uow: UnitOfWork, org_id: uuid.UUID, user_id: uuid.UUID) -> Schedule | None:
+    return (await uow.session.execute(
+        select(Schedule).where(Schedule.organization_id == org_id, Schedule.practitioner_user_id == user_id)
+    )).scalar_one_or_none()
+
+
+async def get_schedule(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID) -> Schedule:
+    authorize(principal, "schedule.read", _org_resource(org_id, "Schedule"))
+    s = await _schedule(uow, org_id, user_id)
+    if s is None:
+        raise NotFound("schedule not found")
+    return s
+
+
+async def upsert_schedule(
+    uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID, *,
+    timezone: str | None = None, observe_public_holidays: bool | None = None, holiday_country: str | None = None,
+    active: bool | None = None,
+) -> Schedule:
+    _authorize_schedule_manage(principal, org_id, user_id)
+    org = await _org(uow, org_id)
+    await _require_clinician(uow, org_id, user_id)
+    fields: dict[str, str] = {}
+    if timezone is not None and not valid_timezone(timezone):
+        fields["timezone"] = "not an IANA time zone"
+    if holiday_country is not None and not valid_holiday_country(holiday_country):
+        fields["holiday_country"] = "no public-holiday calendar for this country"
+    if fields:
+        raise Invalid("invalid schedule", fields=fields)
+    s = await _schedule(uow, org_id, user_id)
+    created = s is None
+    if s is None:
+        prac = (await uow.session.execute(
+            select(Practitioner).where(Practitioner.user_id == user_id))).scalar_one_or_none()
+        s = Schedule(organization_id=org_id, practitioner_user_id=user_id,
+                     timezone=timezone or (prac.timezone if prac else org.timezone),
+                     observe_public_holidays=True if observe_public_holidays is None else observe_public_holidays,
+                     holiday_country=(holiday_country or org.jurisdiction.split("-")[0]).upper(),
+                     active=True if active is None else active)
+        uow.add(s)
+        await uow.session.flush()
+        await uow.session.refresh(s, ["rules", "exceptions"])
+    else:
+        if timezone is not None:
+            s.timezone = timezone
+        if observe_public_holidays is not None:
+            s.observe_public_holidays = observe_public_holidays
+        if holiday_country is not None:
+            s.holiday_country = holiday_country.upper()
+        if active is not None:
+            s.active = active
+    uow.audit.record(principal, "schedule.create" if created else "schedule.update", object_type="Schedule",
+                     object_id=s.id, organization_id=org_id, detail={"practitioner": str(user_id)})
+    return s
+
+
+async def _managed_schedule(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID,
+                            user_id: uuid.UUID) -> Schedule:
+    _authorize_schedule_manage(principal, org_id, user_id)
+    s = await _schedule(uow, org_id, user_id)
+    if s is None:
+        raise NotFound("schedule not found; create it first")
+    return s
+
+
+async def add_rule(
+    uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID, *, weekday: int, start: time,
+    end: time, visit_type_ids: list[uuid.UUID] | None = None, valid_from: date | None = None,
+    valid_to: date | None = None,
+) -> AvailabilityRule:
+    s = await _managed_schedule(uow, principal, org_id, user_id)
+    fields: dict[str, str] = {}
+    if not 0 <= weekday <= 6:
+        fields["weekday"] = "0 (Monday) to 6 (Sunday)"
+    for name, t in (("start", start), ("end", end)):
+        if t.second or t.microsecond or t.minute % 5 or t.tzinfo is not None:
+            fields[name] = "local HH:MM on a 5-minute boundary"
+    if start >= end:
+        fields["end"] = "must be after start"
+    if valid_from and valid_to and valid_from > valid_to:
+        fields["valid_to"] = "must not be before valid_from"
+    ids = list(dict.fromkeys(visit_type_ids or []))
+    if ids:
+        found = set((await uow.session.execute(
+            select(VisitType.id).where(VisitType.id.in_(ids), VisitType.organization_id == org_id)
+        )).scalars())
+        if found != set(ids):
+            fields["visit_type_ids"] = "unknown visit type for this organization"
+    if fields:
+        raise Invalid("invalid availability rule", fields=fields)
+    r = AvailabilityRule(schedule_id=s.id, weekday=weekday, start=start, end=end,
+                         visit_type_ids=[str(i) for i in ids], valid_from=valid_from, valid_to=valid_to)
+    s.rules.append(r)
+    await uow.session.flush()
+    uow.audit.record(principal, "schedule.rule.create", object_type="Schedule", object_id=s.id,
+                     organization_id=org_id, detail={"rule": str(r.id), "weekday": weekday})
+    return r
+
+
+async def remove_rule(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID,
+                      rule_id: uuid.UUID) -> None:
+    s = await _managed_schedule(uow, principal, org_id, user_id)
+    rule = next((r for r in s.rules if r.id == rule_id), None)
+    if rule is None:
+        raise NotFound("rule not found")
+    s.rules.remove(rule)
+    uow.audit.record(principal, "schedule.rule.delete", object_type="Schedule", object_id=s.id,
+                     organization_id=org_id, detail={"rule": str(rule_id)})
+
+
+async def add_exception(
+    uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID, *, kind: ExceptionKind,
+    start_date: date | None = None, end_date: date | None = None, start_at: datetime | None = None,
+    end_at: datetime | None = None, note: str = "",
+) -> AvailabilityException:
+    s = await _managed_schedule(uow, principal, org_id, user_id)
+    by_date = start_date is not None or end_date is not None
+    by_time = start_at is not None or end_at is not None
+    fields: dict[str, str] = {}
+    if by_date == by_time:
+        fields["start_date"] = "give either start_date and end_date, or start_at and end_at"
+    elif by_date:
+        if start_date is None or end_date is None:
+            fields["end_date" if start_date else "start_date"] = "required with the other date"
+        elif start_date > end_date:
+            fields["end_date"] = "must not be before start_date"
+        elif (end_date - start_date).days > 366:
+            fields["end_date"] = "at most one year"
+    else:
+        if start_at is None or end_at is None:
+            fields["end_at" if start_at else "start_at"] = "required with the other time"
+        elif start_at.tzinfo is None or end_at.tzinfo is None:
+            fields["start_at"] = "needs a UTC offset"
+        elif start_at >= end_at:
+            fields["end_at"] = "must be after start_at"
+        elif end_at - start_at > timedelta(days=366):
+            fields["end_at"] = "at most one year"
+    if fields:
+        raise Invalid("invalid availability exception", fields=fields)
+    ex = AvailabilityException(schedule_id=s.id, kind=kind, start_date=start_date, end_date=end_date,
+                               start_at=start_at, end_at=end_at, note=note)
+    s.exceptions.append(ex)
+    await uow.session.flush()
+    uow.audit.record(principal, "schedule.exception.create", object_type="Schedule", object_id=s.id,
+                     organization_id=org_id, detail={"exception": str(ex.id), "kind": kind.value})
+    return ex
+
+
+async def remove_exception(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, user_id: uuid.UUID,
+                           exception_id: uuid.UUID) -> None:
+    s = await _managed_schedule(uow, principal, org_id, user_id)
+    ex = next((e for e in s.exceptions if e.id == exception_id), None)
+    if ex is None:
+        raise NotFound("exception not found")
+    s.exceptions.remove(ex)
+    uow.audit.record(principal, "schedule.exception.delete", object_type="Schedule", object_id=s.id,
+                     organization_id=org_id, detail={"exception": str(exception_id)})
+
+
+def schedule_spec(s: Schedule) -> ScheduleSpec:
+    return ScheduleSpec(
+        timezone=s.timezone,
+        rules=tuple(
+            RuleSpec(r.weekday, r.start, r.end, frozenset(uuid.UUID(str(v)) for v in r.visit_type_ids),
+                     r.valid_from, r.valid_to)
+            for r in s.rules
+        ),
+        exceptions=tuple(
+            DateException(e.kind, e.start_date, e.end_date,
+                          Interval(e.start_at, e.end_at) if e.start_at and e.end_at else None)
+            for e in s.exceptions
+        ),
+        holiday_country=s.holiday_country if s.observe_public_holidays else None,
+        practitioner_user_id=s.practitioner_user_id,
+    )
+
+
+# --- slots -------------------------------------------------------------------------------------------------
+
+
+def check_range(start: datetime, end: datetime, max_days: int = MAX_SEARCH_DAYS) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Invalid("times need a UTC offset", fields={"from": "needs a UTC offset"})
+    if start >= end:
+        raise Invalid("empty range", fields={"to": "must be after from"})
+    if end - start > timedelta(days=max_days):
+        raise Invalid("range too long", fields={"to": f"at most {max_days} days after from"})
+
+
+async def _busy(uow: UnitOfWork, practitioners: list[uuid.UUID], start: datetime,
+                end: datetime) -> dict[uuid.UUID, list[Interval]]:
+    out: dict[uuid.UUID, list[Interval]] = {p: [] for p in practitioners}
+    if not practitioners:
+        return out
+    rows = await uow.session.execute(
+        select(SlotClaim.practitioner_user_id, SlotClaim.slot_start).where(
+            SlotClaim.practitioner_user_id.in_(practitioners),
+            SlotClaim.slot_start >= start - timedelta(hours=4), SlotClaim.slot_start < end + timedelta(hours=4),
+        )
+    )
+    for pid, cell in rows:
+        out[pid].append(Interval(cell, cell + GRID))
+    return out
+
+
+async def search_slots(
+    uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, visit_type_id: uuid.UUID, start: datetime,
+    end: datetime, practitioner_user_id: uuid.UUID | None = None, now: datetime | None = None,
+) -> list[Slot]:
+    """Free slots of the organization's practitioners. Not audited: it reveals no patient data, and
+    auditing would serialise every search on the audit chain's lock."""
+    authorize(principal, "schedule.read", _org_resource(org_id, "Schedule"))
+    check_range(start, end)
+    vt = await uow.session.get(VisitType, visit_type_id)
+    if vt is None or vt.organization_id != org_id or not vt.active:
+        raise NotFound("visit type not found")
+    cond: list[ColumnElement[bool]] = [Schedule.organization_id == org_id, Schedule.active.is_(True)]
+    if practitioner_user_id is not None:
+        cond.append(Schedule.practitioner_user_id == practitioner_user_id)
+    schedules = list((await uow.session.execute(select(Schedule).where(*cond))).scalars().all())
+    busy = await _busy(uow, [s.practitioner_user_id for s in schedules], start, end)
+    now = now or utcnow()
+    window = Interval(start, end)
+    out: list[Slot] = []
+    for s in schedules:
+        out.extend(generate_slots(schedule_spec(s), visit_type_id=vt.id, duration_minutes=vt.duration_minutes,
+                                  window=window, now=now, busy=busy[s.practitioner_user_id]))
+    out.sort(key=lambda sl: (sl.start, str(sl.practitioner_user_id)))
+    return out
+
+
+# --- appointments ------------------------------------------------------------------------------------------
+
+
+async def _patient(uow: UnitOfWork, patient_id: uuid.UUID) -> Patient:
+    p = await uow.session.get(Patient, patient_id)
+    if p is None or p.erased_at is not None:
+        raise NotFound("patient not found")
+    return p
+
+
+async def _bookable_visit_type(uow: UnitOfWork, principal: Principal, vt_id: uuid.UUID, patient: Patient,
+                               mode: VisitMode) -> VisitType:
+    vt = await uow.session.get(VisitType, vt_id)
+    if vt is None:
+        raise NotFound("visit type not found")
+    authorize(principal, "schedule.read", _org_resource(vt.organization_id, "Schedule"))
+    if patient.organization_id != vt.organization_id:
+        raise Forbidden("the patient is not registered with this organization", code="wrong_organization")
+    if not vt.active:
+        raise Conflict("this visit type is no longer offered", code="visit_type_inactive")
+    if mode.value not in vt.modes:
+        raise Invalid("mode not offered for this visit type", fields={"mode": f"one of {', '.join(vt.modes)}"})
+    return vt
+
+
+async def _check_offered(uow: UnitOfWork, org_id: uuid.UUID, practitioner_user_id: uuid.UUID, vt: VisitType,
+                         start: datetime, now: datetime) -> None:
+    if start.tzinfo is None or not is_on_grid(start):
+        raise Invalid("start is not a slot boundary", fields={"start": "use a start returned by slot search"})
+    if start <= now:
+        raise Invalid("start is in the past", fields={"start": "must be in the future"})
+    s = await _schedule(uow, org_id, practitioner_user_id)
+    if s is None or not s.active:
+        raise NotFound("practitioner has no schedule in this organization")
+    # Busy time is deliberately ignored here: the claim insert is the one authority on that.
+    offered = generate_slots(schedule_spec(s), visit_type_id=vt.id, duration_minutes=vt.duration_minutes,
+                             window=Interval(start, start + GRID), now=now)
+    if not any(sl.start == start for sl in offered):
+        raise Conflict("the practitioner does not offer this time", code="slot_unavailable")
+
+
+async def _claim(uow: UnitOfWork, a: Appointment) -> None:
+    assert a.practitioner_user_id is not None
+    for cell in grid_cells(a.start, a.end):
+        uow.add(SlotClaim(appointment_id=a.id, practitioner_user_id=a.practitioner_user_id, slot_start=cell))
+    try:
+        await uow.session.flush()
+    except IntegrityError:
+        raise Conflict("slot already taken", code="slot_taken") from None
+
+
+async def _release(uow: UnitOfWork, a: Appointment) -> None:
+    await uow.session.execute(delete(SlotClaim).where(SlotClaim.appointment_id == a.id))
+
+
+async def book(
+    uow: UnitOfWork, principal: Principal, *, patient_id: uuid.UUID, practitioner_user_id: uuid.UUID,
+    visit_type_id: uuid.UUID, start: datetime, mode: VisitMode, reason: str = "",
+    policy: BookingPolicy = ALLOW_ALL, now: datetime | None = None,
+) -> Appointment:
+    now = now or utcnow()
+    patient = await _patient(uow, patient_id)
+    authorize(principal, "appointment.book",
+              Resource("Appointment", organization_id=patient.organization_id, patient_id=patient.id))
+    vt = await _bookable_visit_type(uow, principal, visit_type_id, patient, mode)
+    await _check_offered(uow, vt.organization_id, practitioner_user_id, vt, start, now)
+    await policy.check_booking(uow, patient, practitioner_user_id, vt, start, mode)
+    a = Appointment(organization_id=vt.organization_id, practitioner_user_id=practitioner_user_id,
+                    patient_id=patient.id, visit_type_id=vt.id, start=start,
+                    end=start + timedelta(minutes=vt.duration_minutes), status=AppointmentStatus.BOOKED,
+                    kind=AppointmentKind.SCHEDULED, mode=mode, reason=reason, created_by_id=principal.user_id)
+    uow.add(a)
+    await uow.session.flush()
+    await _claim(uow, a)
+    uow.audit.record(principal, "appointment.create", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id,
+                     detail={"start": a.start.isoformat(), "practitioner": str(practitioner_user_id)})
+    return a
+
+
+async def _load(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, action: str,
+                *, lock: bool = False) -> Appointment:
+    stmt = select(Appointment).where(Appointment.id == appointment_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    a = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if a is None:
+        raise NotFound("appointment not found")
+    authorize(principal, "appointment.read", appointment_resource(a))
+    if action != "appointment.read":
+        authorize(principal, action, appointment_resource(a), hide=False)
+    return a
+
+
+async def get_appointment(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID) -> Appointment:
+    a = await _load(uow, principal, appointment_id, "appointment.read")
+    uow.audit.record(principal, "appointment.read", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id)
+    return a
+
+
+async def list_appointments(
+    uow: UnitOfWork, principal: Principal, *, patient_id: uuid.UUID | None = None,
+    organization_id: uuid.UUID | None = None, practitioner_user_id: uuid.UUID | None = None,
+    start: datetime | None = None, end: datetime | None = None, status: AppointmentStatus | None = None,
+    limit: int = 100, offset: int = 0,
+) -> list[Appointment]:
+    orgs = orgs_for(principal, "appointment.read")
+    own = patients_for(principal, "appointment.read")
+    if organization_id is not None:
+        orgs &= {organization_id}
+    scope: list[ColumnElement[bool]] = []
+    if orgs:
+        scope.append(Appointment.organization_id.in_(orgs))
+    if own:
+        scope.append(Appointment.patient_id.in_(own))
+    if not scope:
+        return []
+    cond: list[ColumnElement[bool]] = [or_(*scope)]
+    if organization_id is not None:
+        cond.append(Appointment.organization_id == organization_id)
+    if patient_id is not None:
+        cond.append(Appointment.patient_id == patient_id)
+    if practitioner_user_id is not None:
+        cond.append(Appointment.practitioner_user_id == practitioner_user_id)
+    if start is not None:
+        cond.append(Appointment.end > start)
+    if end is not None:
+        cond.append(Appointment.start < end)
+    if status is not None:
+        cond.append(Appointment.status == status)
+    rows = (await uow.session.execute(
+        select(Appointment).where(*cond).order_by(Appointment.start, Appointment.id).limit(limit).offset(offset)
+    )).scalars().all()
+    uow.audit.record(principal, "appointment.list", object_type="Appointment", organization_id=organization_id,
+                     patient_id=patient_id, detail={"count": len(rows)})
+    return list(rows)
+
+
+async def _patient_window_check(uow: UnitOfWork, principal: Principal, a: Appointment, now: datetime,
+                                what: str) -> None:
+    if is_staff(principal, a.organization_id) or a.kind is AppointmentKind.ON_DEMAND:
+        return
+    org = await _org(uow, a.organization_id)
+    if not can_cancel(a.start, now, org.cancellation_window_hours):
+        raise Conflict(f"too late to {what}: the clinic needs {org.cancellation_window_hours} hours' notice",
+                       code="cancellation_window")
+
+
+async def reschedule(
+    uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, *, start: datetime,
+    policy: BookingPolicy = ALLOW_ALL, now: datetime | None = None,
+) -> Appointment:
+    now = now or utcnow()
+    a = await _load(uow, principal, appointment_id, "appointment.manage", lock=True)
+    _transition(a, Event.RESCHEDULE)
+    if a.practitioner_user_id is None:
+        raise Conflict("an unassigned request cannot be rescheduled", code="illegal_transition")
+    await _patient_window_check(uow, principal, a, now, "reschedule")
+    patient = await _patient(uow, a.patient_id)
+    vt = await _bookable_visit_type(uow, principal, a.visit_type_id, patient, a.mode)
+    await _check_offered(uow, a.organization_id, a.practitioner_user_id, vt, start, now)
+    await policy.check_booking(uow, patient, a.practitioner_user_id, vt, start, a.mode)
+    previous = a.start
+    await _release(uow, a)
+    a.start, a.end = start, start + timedelta(minutes=vt.duration_minutes)
+    a.ics_sequence += 1
+    a.reminder_sent_at = None
+    await _claim(uow, a)
+    uow.audit.record(principal, "appointment.reschedule", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id,
+                     detail={"from": previous.isoformat(), "to": start.isoformat()})
+    return a
+
+
+async def cancel(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, *, reason: str = "",
+                 now: datetime | None = None) -> Appointment:
+    now = now or utcnow()
+    a = await _load(uow, principal, appointment_id, "appointment.manage", lock=True)
+    new = _transition(a, Event.CANCEL)
+    await _patient_window_check(uow, principal, a, now, "cancel")
+    a.status = new
+    a.cancellation_reason = reason
+    a.cancelled_at = now
+    a.ics_sequence += 1
+    await _release(uow, a)
+    uow.audit.record(principal, "appointment.cancel", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id,
+                     detail={"by_staff": is_staff(principal, a.organization_id)})
+    return a
+
+
+async def mark_no_show(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, *,
+                       now: datetime | None = None) -> Appointment:
+    now = now or utcnow()
+    a = await _load(uow, principal, appointment_id, "appointment.manage", lock=True)
+    if not is_staff(principal, a.organization_id):
+        raise Forbidden("only the clinic can record a no-show", action="appointment.manage",
+                        resource=appointment_resource(a))
+    if now < a.start:
+        raise Conflict("the appointment has not started yet", code="not_started")
+    a.status = _transition(a, Event.NO_SHOW)
+    a.ics_sequence += 1
+    uow.audit.record(principal, "appointment.noshow", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id)
+    return a
+
+
+# --- on-demand care ----------------------------------------------------------------------------------------
+
+
+async def request_on_demand(
+    uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, patient_id: uuid.UUID, visit_type_id: uuid.UUID,
+    mode: VisitMode, reason: str = "", policy: BookingPolicy = ALLOW_ALL, now: datetime | None = None,
+) -> Appointment:
+    """Ask for the next available clinician: a proposed appointment without a practitioner, for the queue."""
+    now = now or utcnow()
+    patient = await _patient(uow, patient_id)
+    authorize(principal, "appointment.book",
+              Resource("Appointment", organization_id=patient.organization_id, patient_id=patient.id))
+    vt = await _bookable_visit_type(uow, principal, visit_type_id, patient, mode)
+    if vt.organization_id != org_id:
+        raise NotFound("visit type not found")
+    open_already = (await uow.session.execute(
+        select(Appointment.id).where(Appointment.organization_id == org_id, Appointment.patient_id == patient.id,
+                                     Appointment.kind == AppointmentKind.ON_DEMAND,
+                                     Appointment.status == AppointmentStatus.PROPOSED).limit(1)
+    )).scalar_one_or_none()
+    if open_already is not None:
+        raise Conflict("the patient is already waiting for a clinician", code="already_waiting")
+    await policy.check_booking(uow, patient, None, vt, now, mode)
+    a = Appointment(organization_id=org_id, practitioner_user_id=None, patient_id=patient.id, visit_type_id=vt.id,
+                    start=now, end=now + timedelta(minutes=vt.duration_minutes), status=AppointmentStatus.PROPOSED,
+                    kind=AppointmentKind.ON_DEMAND, mode=mode, reason=reason, created_by_id=principal.user_id)
+    uow.add(a)
+    await uow.session.flush()
+    uow.audit.record(principal, "appointment.on_demand", object_type="Appointment", object_id=a.id,
+                     organization_id=org_id, patient_id=patient.id)
+    return a
+
+
+async def open_on_demand_requests(uow: UnitOfWork, org_id: uuid.UUID) -> list[Appointment]:
+    """Waiting on-demand requests, oldest first. For the queue, which authorizes its own readers."""
+    rows = (await uow.session.execute(
+        select(Appointment).where(Appointment.organization_id == org_id,
+                                  Appointment.kind == AppointmentKind.ON_DEMAND,
+                                  Appointment.status == AppointmentStatus.PROPOSED)
+        .order_by(Appointment.created_at, Appointment.id)
+    )).scalars().all()
+    return list(rows)
+
+
+async def claim_on_demand(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, *,
+                          now: datetime | None = None) -> Appointment:
+    """A clinician takes a waiting request; it then holds their time like any booking (slot_taken if the
+    clinician has a booked visit in the next minutes)."""
+    now = now or utcnow()
+    a = await _load(uow, principal, appointment_id, "appointment.manage", lock=True)
+    if a.kind is not AppointmentKind.ON_DEMAND or principal.user_id is None \
+            or not principal.has_role(Role.CLINICIAN, a.organization_id):
+        raise Forbidden("only a clinician of the organization can take an on-demand request",
+                        action="appointment.manage", resource=appointment_resource(a))
+    a.status = _transition(a, Event.CONFIRM)
+    vt = await uow.session.get(VisitType, a.visit_type_id)
+    assert vt is not None
+    a.practitioner_user_id = principal.user_id
+    a.start, a.end = now, now + timedelta(minutes=vt.duration_minutes)
+    await _claim(uow, a)
+    uow.audit.record(principal, "appointment.claim", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id)
+    return a
