@@ -1,3 +1,4 @@
 """Imports every model module so metadata is complete (migrations, create_all in tests)."""
 
 from clinic.db import clinical, encounters, models, scheduling  # noqa: F401
+from prescriptions import models as _rx  # noqa: F401

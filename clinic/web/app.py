@@ -32,8 +32,9 @@ Feature = Callable[[web.Application], None]
 
 def _routers() -> list[ApiRouter]:
     from clinic.web.routes import accounts, patients, scheduling
+    from prescriptions import api as rx_api
 
-    return [accounts.router, patients.router, scheduling.router]
+    return [accounts.router, patients.router, scheduling.router, rx_api.router]
 
 
 def _features() -> list[Feature]:

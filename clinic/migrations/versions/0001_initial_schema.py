@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:40:21.657111
+Create Date: 2026-11-23 13:46:43.224596
 """
 
 from collections.abc import Sequence
@@ -60,6 +60,32 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_record')),
     sa.UniqueConstraint('actor', 'key', name=op.f('uq_idempotency_record_actor'))
     )
+    op.create_table('medication',
+    sa.Column('code', sa.String(length=100), nullable=False),
+    sa.Column('name', sa.String(length=300), nullable=False),
+    sa.Column('name_ko', sa.String(length=300), nullable=True),
+    sa.Column('inn', sa.String(length=200), nullable=False),
+    sa.Column('atc', sa.String(length=8), nullable=False),
+    sa.Column('dose_form', sa.String(length=100), nullable=False),
+    sa.Column('strength', sa.String(length=100), nullable=False),
+    sa.Column('strength_value', sa.Float(), nullable=False),
+    sa.Column('strength_unit', sa.String(length=32), nullable=False),
+    sa.Column('route', sa.String(length=64), nullable=False),
+    sa.Column('unit', sa.String(length=64), nullable=False),
+    sa.Column('max_days_supply', sa.Integer(), nullable=True),
+    sa.Column('flags', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('source', sa.String(length=200), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_medication')),
+    sa.UniqueConstraint('code', name=op.f('uq_medication_code'))
+    )
+    with op.batch_alter_table('medication', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_medication_atc'), ['atc'], unique=False)
+        batch_op.create_index(batch_op.f('ix_medication_inn'), ['inn'], unique=False)
+
     op.create_table('organization',
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('kind', sa.Enum('clinic', 'hospital', 'pharmacy', name='org_kind', native_enum=False, length=32), nullable=False),
@@ -211,6 +237,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_practitioner')),
     sa.UniqueConstraint('user_id', name=op.f('uq_practitioner_user_id'))
     )
+    op.create_table('rx_signing_key',
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('public_key', sa.String(length=64), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('private_key_enc', sa.Text(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_rx_signing_key_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rx_signing_key')),
+    sa.UniqueConstraint('fingerprint', name=op.f('uq_rx_signing_key_fingerprint'))
+    )
+    with op.batch_alter_table('rx_signing_key', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rx_signing_key_user_id'), ['user_id'], unique=False)
+
     op.create_table('schedule',
     sa.Column('organization_id', sa.Uuid(), nullable=False),
     sa.Column('practitioner_user_id', sa.Uuid(), nullable=False),
@@ -486,6 +527,52 @@ def upgrade() -> None:
     with op.batch_alter_table('encounter_transition', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_encounter_transition_encounter_id'), ['encounter_id'], unique=False)
 
+    op.create_table('medication_request',
+    sa.Column('rx_number', sa.String(length=24), nullable=False),
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('prescriber_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'signed', 'sent', 'accepted', 'dispensed_partial', 'dispensed', 'closed', 'rejected', 'cancelled', 'expired', name='rx_status', native_enum=False, length=32), nullable=False),
+    sa.Column('jurisdiction', sa.String(length=8), nullable=False),
+    sa.Column('pharmacy_id', sa.Uuid(), nullable=True),
+    sa.Column('routing', sa.String(length=16), nullable=False),
+    sa.Column('note', sa.Text(), nullable=False),
+    sa.Column('warnings', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('policy_decisions', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('signed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('signature', sa.Text(), nullable=True),
+    sa.Column('key_fingerprint', sa.String(length=64), nullable=True),
+    sa.Column('signed_sha256', sa.String(length=64), nullable=True),
+    sa.Column('signed_content', sa.Text(), nullable=True),
+    sa.Column('access_code_hash', sa.String(length=64), nullable=True),
+    sa.Column('token_shown_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('accepted_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('fulfilment', sa.String(length=16), nullable=False),
+    sa.Column('ready_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('status_reason', sa.String(length=500), nullable=False),
+    sa.Column('rejections', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_medication_request_encounter_id_encounter')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_medication_request_organization_id_organization')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_medication_request_patient_id_patient')),
+    sa.ForeignKeyConstraint(['pharmacy_id'], ['organization.id'], name=op.f('fk_medication_request_pharmacy_id_organization')),
+    sa.ForeignKeyConstraint(['prescriber_id'], ['user_account.id'], name=op.f('fk_medication_request_prescriber_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_medication_request')),
+    sa.UniqueConstraint('rx_number', name=op.f('uq_medication_request_rx_number'))
+    )
+    with op.batch_alter_table('medication_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_medication_request_encounter_id'), ['encounter_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_medication_request_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index('ix_medication_request_patient_status', ['patient_id', 'status'], unique=False)
+        batch_op.create_index('ix_medication_request_pharmacy_status', ['pharmacy_id', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_medication_request_prescriber_id'), ['prescriber_id'], unique=False)
+
     op.create_table('slot_claim',
     sa.Column('appointment_id', sa.Uuid(), nullable=False),
     sa.Column('practitioner_user_id', sa.Uuid(), nullable=False),
@@ -499,15 +586,165 @@ def upgrade() -> None:
     with op.batch_alter_table('slot_claim', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_slot_claim_appointment_id'), ['appointment_id'], unique=False)
 
+    op.create_table('delivery_order',
+    sa.Column('request_id', sa.Uuid(), nullable=False),
+    sa.Column('pharmacy_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.Enum('created', 'picked_up', 'in_transit', 'delivered', 'failed', 'returned', name='delivery_status', native_enum=False, length=32), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=False),
+    sa.Column('recipient_name', sa.String(length=200), nullable=False),
+    sa.Column('address', sa.String(length=500), nullable=False),
+    sa.Column('postal_code', sa.String(length=20), nullable=False),
+    sa.Column('phone', sa.String(length=32), nullable=False),
+    sa.Column('courier', sa.String(length=100), nullable=False),
+    sa.Column('tracking_code', sa.String(length=100), nullable=False),
+    sa.Column('policy_decision', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('events', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('proof_recipient', sa.String(length=200), nullable=True),
+    sa.Column('proof_kind', sa.String(length=16), nullable=True),
+    sa.Column('proof_data', sa.Text(), nullable=True),
+    sa.Column('proof_sha256', sa.String(length=64), nullable=True),
+    sa.Column('delivered_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_delivery_order_patient_id_patient')),
+    sa.ForeignKeyConstraint(['pharmacy_id'], ['organization.id'], name=op.f('fk_delivery_order_pharmacy_id_organization')),
+    sa.ForeignKeyConstraint(['request_id'], ['medication_request.id'], name=op.f('fk_delivery_order_request_id_medication_request')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_order'))
+    )
+    with op.batch_alter_table('delivery_order', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_delivery_order_pharmacy_id'), ['pharmacy_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_delivery_order_request_id'), ['request_id'], unique=False)
+
+    op.create_table('medication_request_item',
+    sa.Column('request_id', sa.Uuid(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('medication_id', sa.Uuid(), nullable=False),
+    sa.Column('medication_code', sa.String(length=100), nullable=False),
+    sa.Column('medication_name', sa.String(length=300), nullable=False),
+    sa.Column('atc', sa.String(length=8), nullable=False),
+    sa.Column('dose', sa.String(length=24), nullable=False),
+    sa.Column('dose_unit', sa.String(length=64), nullable=False),
+    sa.Column('route', sa.String(length=64), nullable=False),
+    sa.Column('frequency', sa.String(length=8), nullable=False),
+    sa.Column('prn_max_per_day', sa.Integer(), nullable=True),
+    sa.Column('duration_days', sa.Integer(), nullable=False),
+    sa.Column('quantity', sa.String(length=24), nullable=False),
+    sa.Column('refills', sa.Integer(), nullable=False),
+    sa.Column('substitution_allowed', sa.Boolean(), nullable=False),
+    sa.Column('note_to_pharmacist', sa.String(length=1000), nullable=False),
+    sa.Column('dispensed_quantity', sa.String(length=24), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['medication_id'], ['medication.id'], name=op.f('fk_medication_request_item_medication_id_medication')),
+    sa.ForeignKeyConstraint(['request_id'], ['medication_request.id'], name=op.f('fk_medication_request_item_request_id_medication_request'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_medication_request_item')),
+    sa.UniqueConstraint('request_id', 'position', name=op.f('uq_medication_request_item_request_id'))
+    )
+    with op.batch_alter_table('medication_request_item', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_medication_request_item_request_id'), ['request_id'], unique=False)
+
+    op.create_table('rx_clarification',
+    sa.Column('request_id', sa.Uuid(), nullable=False),
+    sa.Column('prescriber_id', sa.Uuid(), nullable=False),
+    sa.Column('pharmacy_id', sa.Uuid(), nullable=False),
+    sa.Column('asked_by_id', sa.Uuid(), nullable=False),
+    sa.Column('question', sa.Text(), nullable=False),
+    sa.Column('answer', sa.Text(), nullable=True),
+    sa.Column('asked_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('answered_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['asked_by_id'], ['user_account.id'], name=op.f('fk_rx_clarification_asked_by_id_user_account')),
+    sa.ForeignKeyConstraint(['pharmacy_id'], ['organization.id'], name=op.f('fk_rx_clarification_pharmacy_id_organization')),
+    sa.ForeignKeyConstraint(['prescriber_id'], ['user_account.id'], name=op.f('fk_rx_clarification_prescriber_id_user_account')),
+    sa.ForeignKeyConstraint(['request_id'], ['medication_request.id'], name=op.f('fk_rx_clarification_request_id_medication_request')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rx_clarification'))
+    )
+    with op.batch_alter_table('rx_clarification', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rx_clarification_prescriber_id'), ['prescriber_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_rx_clarification_request_id'), ['request_id'], unique=False)
+
+    op.create_table('rx_renewal_request',
+    sa.Column('request_id', sa.Uuid(), nullable=False),
+    sa.Column('prescriber_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('response', sa.Text(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_rx_renewal_request_patient_id_patient')),
+    sa.ForeignKeyConstraint(['prescriber_id'], ['user_account.id'], name=op.f('fk_rx_renewal_request_prescriber_id_user_account')),
+    sa.ForeignKeyConstraint(['request_id'], ['medication_request.id'], name=op.f('fk_rx_renewal_request_request_id_medication_request')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rx_renewal_request'))
+    )
+    with op.batch_alter_table('rx_renewal_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rx_renewal_request_prescriber_id'), ['prescriber_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_rx_renewal_request_request_id'), ['request_id'], unique=False)
+
+    op.create_table('medication_dispense',
+    sa.Column('request_id', sa.Uuid(), nullable=False),
+    sa.Column('item_id', sa.Uuid(), nullable=False),
+    sa.Column('pharmacy_id', sa.Uuid(), nullable=False),
+    sa.Column('pharmacist_id', sa.Uuid(), nullable=False),
+    sa.Column('quantity', sa.String(length=24), nullable=False),
+    sa.Column('lot_number', sa.String(length=64), nullable=False),
+    sa.Column('expiry', sa.String(length=10), nullable=False),
+    sa.Column('note', sa.String(length=500), nullable=False),
+    sa.Column('dispensed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['item_id'], ['medication_request_item.id'], name=op.f('fk_medication_dispense_item_id_medication_request_item')),
+    sa.ForeignKeyConstraint(['pharmacist_id'], ['user_account.id'], name=op.f('fk_medication_dispense_pharmacist_id_user_account')),
+    sa.ForeignKeyConstraint(['pharmacy_id'], ['organization.id'], name=op.f('fk_medication_dispense_pharmacy_id_organization')),
+    sa.ForeignKeyConstraint(['request_id'], ['medication_request.id'], name=op.f('fk_medication_dispense_request_id_medication_request')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_medication_dispense'))
+    )
+    with op.batch_alter_table('medication_dispense', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_medication_dispense_item_id'), ['item_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_medication_dispense_request_id'), ['request_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('medication_dispense', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_medication_dispense_request_id'))
+        batch_op.drop_index(batch_op.f('ix_medication_dispense_item_id'))
+
+    op.drop_table('medication_dispense')
+    with op.batch_alter_table('rx_renewal_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rx_renewal_request_request_id'))
+        batch_op.drop_index(batch_op.f('ix_rx_renewal_request_prescriber_id'))
+
+    op.drop_table('rx_renewal_request')
+    with op.batch_alter_table('rx_clarification', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rx_clarification_request_id'))
+        batch_op.drop_index(batch_op.f('ix_rx_clarification_prescriber_id'))
+
+    op.drop_table('rx_clarification')
+    with op.batch_alter_table('medication_request_item', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_medication_request_item_request_id'))
+
+    op.drop_table('medication_request_item')
+    with op.batch_alter_table('delivery_order', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_order_request_id'))
+        batch_op.drop_index(batch_op.f('ix_delivery_order_pharmacy_id'))
+
+    op.drop_table('delivery_order')
     with op.batch_alter_table('slot_claim', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_slot_claim_appointment_id'))
 
     op.drop_table('slot_claim')
+    with op.batch_alter_table('medication_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_medication_request_prescriber_id'))
+        batch_op.drop_index('ix_medication_request_pharmacy_status')
+        batch_op.drop_index('ix_medication_request_patient_status')
+        batch_op.drop_index(batch_op.f('ix_medication_request_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_medication_request_encounter_id'))
+
+    op.drop_table('medication_request')
     with op.batch_alter_table('encounter_transition', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_encounter_transition_encounter_id'))
 
@@ -574,6 +811,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_schedule_organization_id'))
 
     op.drop_table('schedule')
+    with op.batch_alter_table('rx_signing_key', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rx_signing_key_user_id'))
+
+    op.drop_table('rx_signing_key')
     op.drop_table('practitioner')
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_user_id'))
@@ -597,6 +838,11 @@ def downgrade() -> None:
     op.drop_table('api_token')
     op.drop_table('user_account')
     op.drop_table('organization')
+    with op.batch_alter_table('medication', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_medication_inn'))
+        batch_op.drop_index(batch_op.f('ix_medication_atc'))
+
+    op.drop_table('medication')
     op.drop_table('idempotency_record')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_patient_id'))
