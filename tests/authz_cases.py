@@ -1,19 +1,36 @@
-"""Authorization-matrix cases contributed by feature packages (see tests/core/test_authz_matrix.py)."""
+"""Authorization-matrix cases contributed by feature test packages (see tests/core/test_authz_matrix.py).
+
+Each ``tests/<feature>/authz_cases.py`` exports ``CASES`` (route → request builder and kind) and an async
+``prepare(world, db)`` that gives tenant B the objects its cases address. They are discovered here, so
+feature packages never edit this file.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from tests.prescriptions.authz_cases import PRESCRIPTION_CASES, prepare_prescription_objects
-from tests.scheduling.authz_cases import SCHEDULING_CASES, prepare_scheduling_objects
 from tests.world import World
 
 Case = Callable[[World], tuple[str, Any]]
+_TESTS = Path(__file__).resolve().parent
 
-FEATURE_CASES: dict[tuple[str, str], tuple[Case, str]] = {**SCHEDULING_CASES, **PRESCRIPTION_CASES}
+
+def _modules() -> list[ModuleType]:
+    out = []
+    for path in sorted(_TESTS.glob("*/authz_cases.py")):
+        out.append(importlib.import_module(f"tests.{path.parent.name}.authz_cases"))
+    return out
+
+
+FEATURE_CASES: dict[tuple[str, str], tuple[Case, str]] = {}
+for _m in _modules():
+    FEATURE_CASES.update(_m.CASES)
 
 
 async def prepare_feature_objects(world: World, db: Any) -> None:
-    await prepare_scheduling_objects(world, db)
-    await prepare_prescription_objects(world, db)
+    for m in _modules():
+        await m.prepare(world, db)

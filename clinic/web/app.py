@@ -31,25 +31,22 @@ Feature = Callable[[web.Application], None]
 
 
 def _routers() -> list[ApiRouter]:
-    from clinic.web.routes import accounts, patients, scheduling
-    from prescriptions import api as rx_api
+    import importlib
 
-    return [accounts.router, patients.router, scheduling.router, rx_api.router]
+    from clinic.web.features import ROUTER_MODULES
+
+    return [importlib.import_module(m).router for m in ROUTER_MODULES]
 
 
 def _features() -> list[Feature]:
-    """Optional feature modules discovered by name, so the core does not import what is not built."""
     import importlib
 
+    from clinic.web.features import FEATURE_INSTALLERS
+
     out: list[Feature] = []
-    for mod in ("clinic.web.features",):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-            continue
-        out.extend(getattr(m, "FEATURES", []))
+    for dotted in FEATURE_INSTALLERS:
+        mod, _, attr = dotted.partition(":")
+        out.append(getattr(importlib.import_module(mod), attr or "install"))
     return out
 
 

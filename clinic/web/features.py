@@ -1,8 +1,18 @@
-"""Feature modules wired into the app factory. Each entry is ``install(app)``: it adds routes,
-pages and services to the app (see ``clinic.web.app.add_api``)."""
+"""What the app factory wires in. Feature modules add one line each, here and nowhere else.
+
+``ROUTER_MODULES``: modules exposing ``router`` (an ``ApiRouter``) for the JSON API.
+``FEATURE_INSTALLERS``: ``"module:function"`` callables ``install(app)`` that add pages, WebSockets and
+services (``services(app).extra``); they run after the core wiring and before routes are frozen.
+"""
 
 from __future__ import annotations
 
-from clinic.web.app import Feature
+ROUTER_MODULES: list[str] = [
+    "clinic.web.routes.accounts",
+    "clinic.web.routes.patients",
+    "clinic.web.routes.scheduling",
+    "prescriptions.api",
+]
 
-FEATURES: list[Feature] = []
+FEATURE_INSTALLERS: list[str] = [
+]

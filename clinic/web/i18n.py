@@ -10,6 +10,7 @@ import contextvars
 from functools import cache
 from pathlib import Path
 
+from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
 LOCALES = ("ko", "en")
@@ -17,14 +18,23 @@ LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("telemed_locale", default="ko")
 
 
+def catalog_files(locale: str) -> list[Path]:
+    """The main catalog plus per-feature catalogs (``fragments/*.po``), so features translate independently."""
+    base = LOCALE_DIR / locale / "LC_MESSAGES"
+    main = base / "messages.po"
+    return ([main] if main.exists() else []) + sorted((base / "fragments").glob("*.po"))
+
+
 @cache
 def catalog(locale: str) -> dict[str, str | tuple[str, ...]]:
-    path = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
-    if not path.exists():
-        return {}
-    with path.open("rb") as fh:
-        cat = read_po(fh, locale=locale)
     out: dict[str, str | tuple[str, ...]] = {}
+    for path in catalog_files(locale):
+        with path.open("rb") as fh:
+            _merge(out, read_po(fh, locale=locale))
+    return out
+
+
+def _merge(out: dict[str, str | tuple[str, ...]], cat: Catalog) -> None:
     for msg in cat:
         if not msg.id or msg.fuzzy:
             continue
@@ -34,7 +44,6 @@ def catalog(locale: str) -> dict[str, str | tuple[str, ...]]:
                 out[key] = tuple(str(x) for x in msg.string)
         elif msg.string:
             out[key] = str(msg.string)
-    return out
 
 
 def set_locale(locale: str) -> contextvars.Token[str]:

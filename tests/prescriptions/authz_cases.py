@@ -113,3 +113,7 @@ async def prepare_prescription_objects(world: World, db: Any) -> None:
         b.rx_item_id = rx.items[0].id  # type: ignore[attr-defined]
         b.clarification_id, b.renewal_id, b.delivery_id = c.id, r.id, d.id  # type: ignore[attr-defined]
         await uow.commit()
+
+# Discovered by tests/authz_cases.py
+CASES = PRESCRIPTION_CASES
+prepare = prepare_prescription_objects

@@ -102,3 +102,7 @@ SCHEDULING_CASES: dict[tuple[str, str], tuple[Case, str]] = {
             "patient_id": str(w.b.patient.id), "visit_type_id": str(_b(w).visit_type_id),  # type: ignore[union-attr]
             "mode": "video"}), "object"),
 }
+
+# Discovered by tests/authz_cases.py
+CASES = SCHEDULING_CASES
+prepare = prepare_scheduling_objects
