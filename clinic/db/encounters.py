@@ -58,3 +58,33 @@ class EncounterTransition(IdMixin, Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor_id: Mapped[str] = mapped_column(String(64), default="")
     reason: Mapped[str] = mapped_column(String(300), default="")
+
+
+class ChatMessage(IdMixin, Base):
+    """Text or photo exchanged in the waiting room or the call; part of the encounter record."""
+
+    __tablename__ = "chat_message"
+
+    encounter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("encounter.id", ondelete="CASCADE"), index=True)
+    sender_user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
+    sender_role: Mapped[str] = mapped_column(String(16))  # patient | clinician | guest | system
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    photo_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class StoredPhoto(IdMixin, Base):
+    """An image re-encoded on upload (metadata stripped) and kept encrypted on disk."""
+
+    __tablename__ = "stored_photo"
+
+    encounter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("encounter.id", ondelete="CASCADE"), index=True)
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
+    purpose: Mapped[str] = mapped_column(String(16))  # checkin | chat
+    content_type: Mapped[str] = mapped_column(String(32), default="image/jpeg")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

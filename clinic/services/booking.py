@@ -34,6 +34,7 @@ from clinic.db.scheduling import (
     VisitType,
 )
 from clinic.db.uow import UnitOfWork
+from clinic.encounters.state import EncounterStatus
 from clinic.errors import Conflict, Forbidden, Invalid, NotFound
 from clinic.scheduling.slots import (
     GRID,
@@ -51,6 +52,7 @@ from clinic.scheduling.slots import (
 )
 from clinic.scheduling.states import Event, TransitionError, transition
 from clinic.security.authz import Principal, Resource, allowed, authorize, orgs_for, patients_for
+from clinic.services.encounters import Publisher, on_appointment_ended, open_for_appointment
 
 MAX_SEARCH_DAYS = 31
 #: Key under which the app's services container may hold the jurisdiction policy engine's adapter.
@@ -530,6 +532,7 @@ async def book(
     uow.add(a)
     await uow.session.flush()
     await _claim(uow, a)
+    await open_for_appointment(uow, a)
     uow.audit.record(principal, "appointment.create", object_type="Appointment", object_id=a.id,
                      organization_id=a.organization_id, patient_id=a.patient_id,
                      detail={"start": a.start.isoformat(), "practitioner": str(practitioner_user_id)})
@@ -625,6 +628,7 @@ async def reschedule(
     a.ics_sequence += 1
     a.reminder_sent_at = None
     await _claim(uow, a)
+    await open_for_appointment(uow, a)
     uow.audit.record(principal, "appointment.reschedule", object_type="Appointment", object_id=a.id,
                      organization_id=a.organization_id, patient_id=a.patient_id,
                      detail={"from": previous.isoformat(), "to": start.isoformat()})
@@ -632,7 +636,7 @@ async def reschedule(
 
 
 async def cancel(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, *, reason: str = "",
-                 now: datetime | None = None) -> Appointment:
+                 now: datetime | None = None, hub: Publisher | None = None) -> Appointment:
     now = now or utcnow()
     a = await _load(uow, principal, appointment_id, "appointment.manage", lock=True)
     new = _transition(a, Event.CANCEL)
@@ -642,6 +646,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUI
     a.cancelled_at = now
     a.ics_sequence += 1
     await _release(uow, a)
+    await on_appointment_ended(uow, principal, a, EncounterStatus.CANCELLED, hub)
     uow.audit.record(principal, "appointment.cancel", object_type="Appointment", object_id=a.id,
                      organization_id=a.organization_id, patient_id=a.patient_id,
                      detail={"by_staff": is_staff(principal, a.organization_id)})
@@ -649,7 +654,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUI
 
 
 async def mark_no_show(uow: UnitOfWork, principal: Principal, appointment_id: uuid.UUID, *,
-                       now: datetime | None = None) -> Appointment:
+                       now: datetime | None = None, hub: Publisher | None = None) -> Appointment:
     now = now or utcnow()
     a = await _load(uow, principal, appointment_id, "appointment.manage", lock=True)
     if not is_staff(principal, a.organization_id):
@@ -659,6 +664,7 @@ async def mark_no_show(uow: UnitOfWork, principal: Principal, appointment_id: uu
         raise Conflict("the appointment has not started yet", code="not_started")
     a.status = _transition(a, Event.NO_SHOW)
     a.ics_sequence += 1
+    await on_appointment_ended(uow, principal, a, EncounterStatus.NO_SHOW, hub)
     uow.audit.record(principal, "appointment.noshow", object_type="Appointment", object_id=a.id,
                      organization_id=a.organization_id, patient_id=a.patient_id)
     return a
@@ -692,6 +698,7 @@ async def request_on_demand(
                     kind=AppointmentKind.ON_DEMAND, mode=mode, reason=reason, created_by_id=principal.user_id)
     uow.add(a)
     await uow.session.flush()
+    await open_for_appointment(uow, a)
     uow.audit.record(principal, "appointment.on_demand", object_type="Appointment", object_id=a.id,
                      organization_id=org_id, patient_id=patient.id)
     return a

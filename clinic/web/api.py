@@ -74,6 +74,7 @@ class RouteSpec:
     public: bool
     idempotent: bool
     raw_response: str | None  # content type for handlers returning web.Response (PDF, CSV, FHIR)
+    upload: str | None = None  # content type of a raw (e.g. multipart) body the handler reads itself
 
 
 class ApiRouter:
@@ -97,12 +98,13 @@ class ApiRouter:
         public: bool = False,
         idempotent: bool = False,
         raw_response: str | None = None,
+        upload: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self.specs.append(
                 RouteSpec(method.upper(), self.prefix + path, fn, body, query, response, status,
                           summary or (fn.__doc__ or "").strip().split("\n")[0], tags, public, idempotent,
-                          raw_response)
+                          raw_response, upload)
             )
             return fn
 
@@ -169,7 +171,7 @@ def _dispatch(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamRe
         if spec.body is not None:
             body_raw = await _read_json(request, svc.settings.max_body_bytes)
             body = _validate(spec.body, body_raw, "request body")
-        elif request.method in ("POST", "PUT", "PATCH") and request.can_read_body:
+        elif spec.upload is None and request.method in ("POST", "PUT", "PATCH") and request.can_read_body:
             extra = await request.content.read(1)
             if extra:
                 raise Invalid("this endpoint takes no request body", code="unexpected_body")
@@ -279,6 +281,8 @@ def openapi_document(specs: list[RouteSpec], *, title: str, version: str) -> dic
                            "description": "Retries with the same key return the first result."})
         if params:
             op["parameters"] = params
+        if s.upload is not None:
+            op["requestBody"] = {"required": True, "content": {s.upload: {"schema": {"type": "object"}}}}
         if s.body is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": keyed[(s.body, "validation")]}}}

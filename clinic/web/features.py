@@ -11,8 +11,10 @@ ROUTER_MODULES: list[str] = [
     "clinic.web.routes.accounts",
     "clinic.web.routes.patients",
     "clinic.web.routes.scheduling",
+    "clinic.web.routes.encounters",
     "prescriptions.api",
 ]
 
 FEATURE_INSTALLERS: list[str] = [
+    "clinic.web.live:install",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:46:43.224596
+Create Date: 2026-11-23 14:02:56.885850
 """
 
 from collections.abc import Sequence
@@ -513,6 +513,23 @@ def upgrade() -> None:
     with op.batch_alter_table('patient_attribute', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patient_attribute_patient_id'), ['patient_id'], unique=False)
 
+    op.create_table('chat_message',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('sender_user_id', sa.Uuid(), nullable=True),
+    sa.Column('sender_role', sa.String(length=16), nullable=False),
+    sa.Column('sender_name', sa.String(length=200), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('photo_id', sa.Uuid(), nullable=True),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_chat_message_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['sender_user_id'], ['user_account.id'], name=op.f('fk_chat_message_sender_user_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chat_message'))
+    )
+    with op.batch_alter_table('chat_message', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chat_message_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chat_message_encounter_id'), ['encounter_id'], unique=False)
+
     op.create_table('encounter_transition',
     sa.Column('encounter_id', sa.Uuid(), nullable=False),
     sa.Column('from_status', sa.String(length=16), nullable=False),
@@ -585,6 +602,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('slot_claim', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_slot_claim_appointment_id'), ['appointment_id'], unique=False)
+
+    op.create_table('stored_photo',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('uploaded_by_id', sa.Uuid(), nullable=True),
+    sa.Column('purpose', sa.String(length=16), nullable=False),
+    sa.Column('content_type', sa.String(length=32), nullable=False),
+    sa.Column('width', sa.Integer(), nullable=False),
+    sa.Column('height', sa.Integer(), nullable=False),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_stored_photo_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['uploaded_by_id'], ['user_account.id'], name=op.f('fk_stored_photo_uploaded_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stored_photo'))
+    )
+    with op.batch_alter_table('stored_photo', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_stored_photo_encounter_id'), ['encounter_id'], unique=False)
 
     op.create_table('delivery_order',
     sa.Column('request_id', sa.Uuid(), nullable=False),
@@ -733,6 +768,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_order_pharmacy_id'))
 
     op.drop_table('delivery_order')
+    with op.batch_alter_table('stored_photo', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_stored_photo_encounter_id'))
+
+    op.drop_table('stored_photo')
     with op.batch_alter_table('slot_claim', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_slot_claim_appointment_id'))
 
@@ -749,6 +788,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_encounter_transition_encounter_id'))
 
     op.drop_table('encounter_transition')
+    with op.batch_alter_table('chat_message', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chat_message_encounter_id'))
+        batch_op.drop_index(batch_op.f('ix_chat_message_created_at'))
+
+    op.drop_table('chat_message')
     with op.batch_alter_table('patient_attribute', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_attribute_patient_id'))
 

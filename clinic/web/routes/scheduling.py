@@ -438,13 +438,14 @@ async def reschedule(ctx: ApiContext) -> AppointmentOut:
 @router.route("POST", "/appointments/{id}/cancel", body=CancelIn, response=AppointmentOut, tags=T)
 async def cancel(ctx: ApiContext) -> AppointmentOut:
     """Cancel (patients only until the clinic's cancellation window)."""
-    return _out(await svc.cancel(ctx.uow, ctx.principal, ctx.path_uuid(), reason=ctx.body.reason))
+    return _out(await svc.cancel(ctx.uow, ctx.principal, ctx.path_uuid(), reason=ctx.body.reason,
+                                 hub=services(ctx.app).extra.get("hub")))
 
 
 @router.route("POST", "/appointments/{id}/no-show", response=AppointmentOut, tags=T)
 async def no_show(ctx: ApiContext) -> AppointmentOut:
     """Record that the patient did not attend (clinic staff, after the start)."""
-    return _out(await svc.mark_no_show(ctx.uow, ctx.principal, ctx.path_uuid()))
+    return _out(await svc.mark_no_show(ctx.uow, ctx.principal, ctx.path_uuid(), hub=services(ctx.app).extra.get("hub")))
 
 
 @router.route("POST", "/organizations/{org_id}/on-demand", body=OnDemandIn, response=AppointmentOut, status=201,

@@ -1,0 +1,189 @@
+"""Live pages: the pub/sub hub, the doctor's consult-queue WebSocket and the waiting-room WebSocket.
+
+Pages never poll: each socket sends a snapshot on connect and a fresh one whenever its topic announces a
+change (a check-in, a claim, a chat message). Snapshots are computed per connection through the service
+layer, so every viewer only ever sees what their role allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from clinic.db.models import Role
+from clinic.errors import DomainError, Forbidden, Unauthenticated
+from clinic.photos import PhotoStore
+from clinic.realtime import LocalHub, make_hub
+from clinic.security.authz import Principal
+from clinic.services import encounters as svc
+from clinic.web.context import services
+from clinic.web.routes.encounters import QueueEntryOut, WaitingOut
+
+HEARTBEAT = 20.0
+
+
+def hub_of(app: web.Application) -> LocalHub:
+    hub: LocalHub = services(app).extra["hub"]
+    return hub
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse cross-site WebSocket handshakes (cookies would otherwise ride along)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return  # non-browser clients
+    if urlsplit(origin).netloc != request.host:
+        raise Forbidden("cross-origin WebSocket refused", code="bad_origin")
+
+
+def _principal(request: web.Request) -> Principal:
+    p: Principal = request["principal"]
+    if not p.authenticated or p.extra.get("mfa_pending"):
+        raise Unauthenticated("sign in first")
+    return p
+
+
+async def _serve(request: web.Request, topic: str, snapshot: Any, *, on_close: Any = None) -> web.WebSocketResponse:
+    """Common loop: snapshot, then a fresh snapshot (with the triggering event) on every announcement."""
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=16 * 1024)
+    await ws.prepare(request)
+    sub = hub_of(request.app).subscribe(topic)
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                await ws.send_str('{"type":"pong"}')
+            elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                break
+
+    task = asyncio.create_task(reader())
+    try:
+        await ws.send_json({"type": "snapshot", **await snapshot()})
+        while not ws.closed and not task.done():
+            event = await sub.get(wait=HEARTBEAT)
+            if event is None:
+                continue
+            try:
+                data = await snapshot()
+            except DomainError as exc:
+                await ws.send_json({"type": "error", "code": exc.code, "message": exc.message})
+                break
+            await ws.send_json({"type": "snapshot", "event": event, **data})
+    finally:
+        sub.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if on_close is not None:
+            await on_close()
+        await ws.close()
+    return ws
+
+
+async def queue_socket(request: web.Request) -> web.StreamResponse:
+    """``/ws/queue?organization_id=…&scope=all|mine|shared`` for clinicians."""
+    check_origin(request)
+    p = _principal(request)
+    svcs = services(request.app)
+    raw_org = request.query.get("organization_id")
+    orgs = sorted(p.orgs_with(Role.CLINICIAN, Role.ORG_ADMIN))
+    try:
+        org_id = uuid.UUID(raw_org) if raw_org else (orgs[0] if orgs else None)
+    except ValueError:
+        org_id = None
+    if org_id is None:
+        raise Forbidden("no clinic to watch", code="forbidden")
+    scope = request.query.get("scope", "all")
+    if scope not in ("all", "mine", "shared"):
+        scope = "all"
+
+    async def snapshot() -> dict[str, Any]:
+        async with svcs.uow_factory() as uow:
+            rows = await svc.queue(uow, p, org_id, scope=scope)
+            await uow.commit()
+        return {"items": [QueueEntryOut.model_validate(r).model_dump(mode="json") for r in rows]}
+
+    await snapshot()  # authorizes before the upgrade, so a refusal is a plain 403/404
+    if p.has_role(Role.CLINICIAN, org_id):
+        async with svcs.uow_factory() as uow:
+            await svc.set_presence(uow, p, "online")
+            await uow.commit()
+
+    async def gone() -> None:
+        if p.has_role(Role.CLINICIAN, org_id):
+            with contextlib.suppress(Exception):
+                async with svcs.uow_factory() as uow:
+                    from sqlalchemy import select
+
+                    from clinic.db.clinical import Practitioner
+
+                    status = (await uow.session.execute(
+                        select(Practitioner.status).where(Practitioner.user_id == p.user_id))).scalar()
+                    if status != "in_call":
+                        await svc.set_presence(uow, p, "away")
+                    await uow.commit()
+
+    return await _serve(request, svc.queue_topic(org_id), snapshot, on_close=gone)
+
+
+async def waiting_socket(request: web.Request) -> web.StreamResponse:
+    """``/ws/encounters/{id}/waiting``: position, estimated wait, provider status and chat, live."""
+    check_origin(request)
+    p = _principal(request)
+    svcs = services(request.app)
+    try:
+        eid = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+    async def snapshot() -> dict[str, Any]:
+        async with svcs.uow_factory() as uow:
+            w = await svc.waiting_status(uow, p, eid)
+            await uow.commit()
+        return {"waiting": WaitingOut.model_validate(w).model_dump(mode="json")}
+
+    data = await snapshot()
+    # The waiting patient also needs to hear about the rest of the queue moving.
+    async with svcs.uow_factory() as uow:
+        e = await svc.load(uow, p, eid)
+        org = e.organization_id
+    ws_topic = svc.encounter_topic(eid)
+    hub = hub_of(request.app)
+    relay = hub.subscribe(svc.queue_topic(org))
+
+    async def forward() -> None:
+        while True:
+            ev = await relay.get()
+            if ev is not None:
+                await hub.publish(ws_topic, {"type": "queue.moved"})
+
+    fwd = asyncio.create_task(forward())
+    try:
+        del data
+        return await _serve(request, ws_topic, snapshot)
+    finally:
+        fwd.cancel()
+        relay.close()
+
+
+async def _start(app: web.Application) -> None:
+    await hub_of(app).start()
+
+
+async def _stop(app: web.Application) -> None:
+    await hub_of(app).close()
+
+
+def install(app: web.Application) -> None:
+    svcs = services(app)
+    svcs.extra.setdefault("hub", make_hub(svcs.settings.redis_url))
+    svcs.extra.setdefault("photo_store", PhotoStore(svcs.settings.data_dir / "photos", svcs.settings.secret_key))
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+    app.router.add_get("/ws/queue", queue_socket)
+    app.router.add_get("/ws/encounters/{id}/waiting", waiting_socket)
