@@ -69,6 +69,8 @@ class Settings(BaseModel):
     policy_fallback_default: bool = False
     recording_retention_days: int = Field(30, ge=1, le=3650)
     reminder_minutes_before: int = Field(60, ge=1, le=10080)
+    #: Periodic background jobs (reminders, retries, expiry, retention); off only for tests and one-off CLIs.
+    run_jobs: bool = True
 
     @field_validator("database_url")
     @classmethod

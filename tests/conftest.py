@@ -108,6 +108,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def make_settings(db_url: str, tmp_path: Path, **over: Any) -> Settings:
     env = {"TELEMED_SECRET_KEY": TEST_SECRET}
+    over.setdefault("run_jobs", False)
     return load_settings(env, data_dir=tmp_path / "var", database_url=db_url, **over)
 
 

@@ -88,3 +88,19 @@ class StoredPhoto(IdMixin, Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VisitInvite(IdMixin, Base):
+    """A visit link sent to a patient (or caregiver) by e-mail or SMS; revocable and resendable."""
+
+    __tablename__ = "visit_invite"
+
+    encounter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("encounter.id", ondelete="CASCADE"), index=True)
+    magic_link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("magic_link.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))  # email | sms
+    recipient: Mapped[str] = mapped_column(String(254))
+    outbox_message_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

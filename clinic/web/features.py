@@ -12,9 +12,12 @@ ROUTER_MODULES: list[str] = [
     "clinic.web.routes.patients",
     "clinic.web.routes.scheduling",
     "clinic.web.routes.encounters",
+    "clinic.web.routes.invites",
     "prescriptions.api",
 ]
 
 FEATURE_INSTALLERS: list[str] = [
+    "clinic.jobs:install",
+    "clinic.web.notifications:install",
     "clinic.web.live:install",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:02:56.885850
+Create Date: 2026-11-23 14:11:10.321982
 """
 
 from collections.abc import Sequence
@@ -621,6 +621,25 @@ def upgrade() -> None:
     with op.batch_alter_table('stored_photo', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_stored_photo_encounter_id'), ['encounter_id'], unique=False)
 
+    op.create_table('visit_invite',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('magic_link_id', sa.Uuid(), nullable=False),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('recipient', sa.String(length=254), nullable=False),
+    sa.Column('outbox_message_id', sa.Uuid(), nullable=True),
+    sa.Column('created_by_id', sa.Uuid(), nullable=True),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_visit_invite_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_visit_invite_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['magic_link_id'], ['magic_link.id'], name=op.f('fk_visit_invite_magic_link_id_magic_link'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_visit_invite'))
+    )
+    with op.batch_alter_table('visit_invite', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_visit_invite_encounter_id'), ['encounter_id'], unique=False)
+
     op.create_table('delivery_order',
     sa.Column('request_id', sa.Uuid(), nullable=False),
     sa.Column('pharmacy_id', sa.Uuid(), nullable=False),
@@ -768,6 +787,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_order_pharmacy_id'))
 
     op.drop_table('delivery_order')
+    with op.batch_alter_table('visit_invite', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_visit_invite_encounter_id'))
+
+    op.drop_table('visit_invite')
     with op.batch_alter_table('stored_photo', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stored_photo_encounter_id'))
 

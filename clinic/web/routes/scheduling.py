@@ -403,6 +403,7 @@ async def book(ctx: ApiContext) -> AppointmentOut:
     a = await svc.book(ctx.uow, ctx.principal, patient_id=b.patient_id, practitioner_user_id=b.practitioner_id,
                        visit_type_id=b.visit_type_id, start=b.start.astimezone(UTC), mode=b.mode, reason=b.reason,
                        policy=_policy(ctx))
+    await _tell(ctx, a, "confirmation")
     return _out(a)
 
 
@@ -432,14 +433,24 @@ async def reschedule(ctx: ApiContext) -> AppointmentOut:
     """Move to another free slot of the same practitioner."""
     a = await svc.reschedule(ctx.uow, ctx.principal, ctx.path_uuid(), start=ctx.body.start.astimezone(UTC),
                              policy=_policy(ctx))
+    await _tell(ctx, a, "confirmation")
     return _out(a)
 
 
 @router.route("POST", "/appointments/{id}/cancel", body=CancelIn, response=AppointmentOut, tags=T)
 async def cancel(ctx: ApiContext) -> AppointmentOut:
     """Cancel (patients only until the clinic's cancellation window)."""
-    return _out(await svc.cancel(ctx.uow, ctx.principal, ctx.path_uuid(), reason=ctx.body.reason,
-                                 hub=services(ctx.app).extra.get("hub")))
+    a = await svc.cancel(ctx.uow, ctx.principal, ctx.path_uuid(), reason=ctx.body.reason,
+                         hub=services(ctx.app).extra.get("hub"))
+    await _tell(ctx, a, "cancellation")
+    return _out(a)
+
+
+async def _tell(ctx: ApiContext, a: Any, kind: str) -> None:
+    """Confirmation / cancellation e-mail with the calendar invitation, sent after commit."""
+    hook = services(ctx.app).extra.get("appointment_events")
+    if hook is not None:
+        await hook(ctx.uow, a, kind)
 
 
 @router.route("POST", "/appointments/{id}/no-show", response=AppointmentOut, tags=T)
