@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from clinic.db.models import Role
 from clinic.errors import DomainError, Forbidden, Unauthenticated
@@ -25,6 +26,19 @@ from clinic.web.context import services
 from clinic.web.routes.encounters import QueueEntryOut, WaitingOut
 
 HEARTBEAT = 20.0
+OPEN_SOCKETS: web.AppKey[weakref.WeakSet[Any]] = web.AppKey("telemed_open_sockets", weakref.WeakSet)
+
+
+def track(app: web.Application, ws: web.WebSocketResponse) -> None:
+    """Register a socket so shutdown closes it at once (clients then reconnect to another node)."""
+    app[OPEN_SOCKETS].add(ws)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: weakref.WeakSet[Any] = app[OPEN_SOCKETS]
+    for ws in list(sockets):
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 def hub_of(app: web.Application) -> LocalHub:
@@ -52,6 +66,7 @@ async def _serve(request: web.Request, topic: str, snapshot: Any, *, on_close: A
     """Common loop: snapshot, then a fresh snapshot (with the triggering event) on every announcement."""
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=16 * 1024)
     await ws.prepare(request)
+    track(request.app, ws)
     sub = hub_of(request.app).subscribe(topic)
 
     async def reader() -> None:
@@ -65,7 +80,14 @@ async def _serve(request: web.Request, topic: str, snapshot: Any, *, on_close: A
     try:
         await ws.send_json({"type": "snapshot", **await snapshot()})
         while not ws.closed and not task.done():
-            event = await sub.get(wait=HEARTBEAT)
+            getter = asyncio.ensure_future(sub.get(wait=HEARTBEAT))
+            # Wake on either an announcement or the client going away, so a closed socket frees its
+            # handler at once (and shutdown is not held up by idle waits).
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            event = getter.result()
             if event is None:
                 continue
             try:
@@ -183,7 +205,9 @@ def install(app: web.Application) -> None:
     svcs = services(app)
     svcs.extra.setdefault("hub", make_hub(svcs.settings.redis_url))
     svcs.extra.setdefault("photo_store", PhotoStore(svcs.settings.data_dir / "photos", svcs.settings.secret_key))
+    app[OPEN_SOCKETS] = weakref.WeakSet()
     app.on_startup.append(_start)
+    app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_stop)
     app.router.add_get("/ws/queue", queue_socket)
     app.router.add_get("/ws/encounters/{id}/waiting", waiting_socket)
