@@ -3,11 +3,16 @@
     python benchmarks/booking_bench.py [--clients 100] [--rounds 10] [--pg postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
 
 A throwaway database is created and migrated, a clinic with 10 clinicians (08:00-20:00 every day, 15-minute
-visits) and one patient account per client is seeded, and the real aiohttp app is served by
-``aiohttp.test_utils.TestServer``. Every client signs in over HTTP and then, per round, searches one day of
-slots and books a randomly chosen one. Clients deliberately collide on popular slots, so some bookings answer
-409 ``slot_taken``; both outcomes are timed, and the final check confirms no practitioner time was double-booked.
-The clients run in the server's process and event loop, so the figures include their own overhead.
+visits) and one patient account per client is seeded. Every client signs in over HTTP and then, per round,
+searches one day of slots and books a randomly chosen one. Clients deliberately collide on popular slots, so
+some bookings answer 409 ``slot_taken``; both outcomes are timed, and the final check confirms no
+practitioner time was double-booked.
+The server runs in its own process (`telemed serve`, one process as a single-node install runs it) and the
+clients in this one, so on a 2-core machine each side has a core.
+
+``--think S`` gives every client S seconds of (randomised) think time between its search-and-book cycles, which
+is what 100 concurrent people at their screens look like; ``--think 0`` is a closed loop that measures the
+server at saturation instead.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import argparse
 import asyncio
 import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time as clock
@@ -29,11 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from clinic.config import load_settings
 from clinic.db.clinical import Patient, Practitioner
 from clinic.db.engine import make_engine, session_factory
 from clinic.db.migrate import upgrade
@@ -41,7 +46,6 @@ from clinic.db.models import Membership, Organization, OrgKind, Role, User
 from clinic.db.scheduling import Appointment, AvailabilityRule, Schedule, SlotClaim, VisitType
 from clinic.db.uow import UnitOfWork
 from clinic.security.passwords import hash_password
-from clinic.web.app import create_app
 
 PASSWORD = "bench-password-123"
 CLINICIANS = 10
@@ -122,14 +126,26 @@ async def run(args: argparse.Namespace) -> None:
         await engine.dispose()
         org_id, vt_id, patients = await seed(url, args.clients)
         with tempfile.TemporaryDirectory() as tmp:
-            settings = load_settings({"TELEMED_SECRET_KEY": "bench-secret-" + "x" * 40}, data_dir=Path(tmp),
-                                     database_url=url, login_max_attempts=1000)
-            server = TestServer(create_app(settings))
-            await server.start_server()
+            with socket.socket() as sk:
+                sk.bind(("127.0.0.1", 0))
+                port = sk.getsockname()[1]
+            env = {**os.environ, "TELEMED_DATABASE_URL": url, "TELEMED_DATA_DIR": tmp, "TELEMED_PORT": str(port),
+                   "TELEMED_SECRET_KEY": "bench-secret-" + "x" * 40, "TELEMED_LOGIN_MAX_ATTEMPTS": "1000",
+                   "TELEMED_RUN_JOBS": "false", "TELEMED_LOG_LEVEL": "WARNING"}
+            proc = subprocess.Popen([sys.executable, "-m", "clinic.cli", "serve"], env=env)  # noqa: ASYNC220
             try:
-                await drive(server, args, org_id, vt_id, patients)
+                for _ in range(300):
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                            break
+                    except OSError:
+                        if proc.poll() is not None:
+                            raise RuntimeError("the server did not start") from None
+                        await asyncio.sleep(0.1)
+                await drive(f"http://127.0.0.1:{port}", args, org_id, vt_id, patients)
             finally:
-                await server.close()
+                proc.terminate()
+                proc.wait(timeout=30)
         engine = make_engine(url)
         async with engine.connect() as conn:
             n = (await conn.execute(select(func.count()).select_from(Appointment))).scalar_one()
@@ -144,11 +160,11 @@ async def run(args: argparse.Namespace) -> None:
         await admin_exec(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def drive(server: TestServer, args: argparse.Namespace, org_id: uuid.UUID, vt_id: uuid.UUID,
+async def drive(root: str, args: argparse.Namespace, org_id: uuid.UUID, vt_id: uuid.UUID,
                 patients: list[tuple[str, uuid.UUID]]) -> None:
-    root = str(server.make_url(""))
     day = datetime.now(UTC).date() + timedelta(days=3)
     search_ms: list[float] = []
+    cycle_ms: list[float] = []
     book_ok_ms: list[float] = []
     book_conflict_ms: list[float] = []
     errors: dict[int, int] = {}
@@ -169,10 +185,12 @@ async def drive(server: TestServer, args: argparse.Namespace, org_id: uuid.UUID,
                 all_ready.set()
             await start_gate.wait()
             for i in range(args.rounds):
+                if args.think:
+                    await asyncio.sleep(rng.uniform(0.5, 1.5) * args.think)
                 d = day + timedelta(days=i % 7)
                 params = {"visit_type_id": str(vt_id), "from": d.isoformat(),
                           "to": (d + timedelta(days=1)).isoformat()}
-                t0 = clock.perf_counter()
+                t0 = c0 = clock.perf_counter()
                 async with http.get(f"/api/v1/organizations/{org_id}/slots", params=params) as r:
                     data: dict[str, Any] = await r.json()
                 search_ms.append((clock.perf_counter() - t0) * 1000)
@@ -191,6 +209,7 @@ async def drive(server: TestServer, args: argparse.Namespace, org_id: uuid.UUID,
                         "visit_type_id": str(vt_id), "start": slot["start"], "mode": "video"}) as r:
                     await r.read()
                 ms = (clock.perf_counter() - t0) * 1000
+                cycle_ms.append((clock.perf_counter() - c0) * 1000)
                 if r.status == 201:
                     book_ok_ms.append(ms)
                 elif r.status == 409:
@@ -205,12 +224,13 @@ async def drive(server: TestServer, args: argparse.Namespace, org_id: uuid.UUID,
     t0 = clock.perf_counter()
     await asyncio.gather(*tasks)
     wall = clock.perf_counter() - t0
-    print(f"clients={len(patients)} rounds={args.rounds} wall={wall:.1f}s "
+    print(f"clients={len(patients)} rounds={args.rounds} think={args.think}s wall={wall:.1f}s "
           f"throughput={(len(search_ms) + len(book_ok_ms) + len(book_conflict_ms)) / wall:.0f} req/s")
     report("slot search (1 day, 10 docs)", search_ms)
     report("booking 201", book_ok_ms)
     report("booking 409 slot_taken", book_conflict_ms)
     report("booking (all)", book_ok_ms + book_conflict_ms)
+    report("search + booking (cycle)", cycle_ms)
     if errors:
         print("unexpected statuses:", errors)
 
@@ -219,6 +239,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--think", type=float, default=2.0, help="mean seconds between a client's cycles (0: closed loop)")
     ap.add_argument("--pg", default=os.environ.get("TELEMED_TEST_PG_URL",
                                                    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"))
     asyncio.run(run(ap.parse_args()))

@@ -123,6 +123,28 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return policy_main(sys.stdin, sys.stdout)
 
 
+def cmd_demo_visit(args: argparse.Namespace) -> int:
+    from clinic.errors import DomainError
+    from signaling.demo import create_demo_visit
+
+    settings = _settings()
+    base = (args.base_url or settings.effective_base_url).rstrip("/")
+
+    async def go(uow: Any) -> Any:
+        return await create_demo_visit(uow, settings, base)
+
+    try:
+        visit = asyncio.run(_with_uow(settings, go))
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"patient_url": visit.patient_url, "doctor_url": visit.doctor_url}))
+    else:
+        print(f"patient: {visit.patient_url}\ndoctor:  {visit.doctor_url}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -158,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
     sub.add_parser("seed-demo", help="create demo organizations and users").set_defaults(fn=cmd_seed_demo)
+    dv = sub.add_parser("demo-visit", help="create a demo video visit and print sign-in links for both sides")
+    dv.add_argument("--base-url", help="public URL of the server (default: the configured base URL)")
+    dv.add_argument("--json", action="store_true", help='print {"patient_url": ..., "doctor_url": ...}')
+    dv.set_defaults(fn=cmd_demo_visit)
     cu = sub.add_parser("create-user", help="create a user with a role")
     cu.add_argument("--email", required=True)
     cu.add_argument("--name")

@@ -16,7 +16,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from clinic.db.clinical import AttributeKind, Guardian, License, Patient, PatientAttribute, Practitioner, Sex
+from clinic.db.base import utcnow
+from clinic.db.clinical import (
+    AttributeKind,
+    Guardian,
+    InPersonVisit,
+    License,
+    Patient,
+    PatientAttribute,
+    Practitioner,
+    Sex,
+)
 from clinic.db.models import Membership, Organization, OrgKind, Role, User
 from clinic.db.uow import UnitOfWork
 from clinic.security.authz import SYSTEM
@@ -53,7 +63,8 @@ async def seed_demo(uow: UnitOfWork) -> list[dict[str, str]] | None:
 
     clinic = Organization(name=DEMO_CLINIC, kind=OrgKind.CLINIC, jurisdiction="KR", timezone="Asia/Seoul",
                           currency="KRW", require_2fa=False, address="서울특별시 중구 세종대로 110",
-                          postal_code="04524", phone="+8227000000", email="clinic@demo.example")
+                          postal_code="04524", phone="+8227000000", email="clinic@demo.example",
+                          monthly_in_person_visits=600)
     pharmacy = Organization(name="Demo Pharmacy (데모 약국)", kind=OrgKind.PHARMACY, jurisdiction="KR",
                             timezone="Asia/Seoul", currency="KRW", require_2fa=False,
                             address="서울특별시 중구 을지로 12", postal_code="04533", phone="+8227000001")
@@ -105,6 +116,10 @@ async def seed_demo(uow: UnitOfWork) -> list[dict[str, str]] | None:
                     nominated_pharmacy_id=pharmacy.id)
         uow.add(p)
         await uow.session.flush()
+        # Seen in person at the clinic on the day of seeding, for hypertension (I10): the telemedicine visits
+        # booked in the demo are then lawful follow-ups under KR revisit rules (docs/policy.md).
+        uow.add(InPersonVisit(patient_id=p.id, organization_id=clinic.id, visit_date=utcnow().date(),
+                              condition_code="I10"))
         for kind, value, source in attrs:
             uow.add(PatientAttribute(patient_id=p.id, kind=kind, value=value, source=source,
                                      source_date=date(2024, 1, 15)))
@@ -112,12 +127,37 @@ async def seed_demo(uow: UnitOfWork) -> list[dict[str, str]] | None:
             uow.add(Guardian(patient_id=p.id, name="정수연 (mother)", relationship_code="parent",
                              phone="+821056789012", email="guardian@demo.example"))
     await uow.session.flush()
+    await _seed_clinic_setup(uow, clinic.id, [kim.id, lee.id])
     ctx: dict[str, Any] = {"clinic": clinic, "pharmacy": pharmacy, "pharmacy2": pharmacy2, "doctors": [kim, lee]}
     for seeder in EXTRA_SEEDERS:
         await seeder(uow, ctx)
     uow.audit.record(SYSTEM, "demo.seed", object_type="Organization", object_id=clinic.id,
                      organization_id=clinic.id)
     return logins
+
+
+async def _seed_clinic_setup(uow: UnitOfWork, clinic_id: Any, doctors: list[Any]) -> None:
+    """Visit types with fees, both doctors available every day (so the demo can be tried at any hour),
+    and the starter drug list for prescribing."""
+    from datetime import time
+
+    from clinic.db.scheduling import AvailabilityRule, Schedule, VisitType
+    from prescriptions.formulary import load_starter
+
+    uow.add(VisitType(organization_id=clinic_id, code="video-consult", name="Video consultation",
+                      name_ko="화상 진료", duration_minutes=15, modes=["video", "audio", "chat"], fee_amount=15000,
+                      currency="KRW"))
+    uow.add(VisitType(organization_id=clinic_id, code="follow-up", name="Follow-up (chronic care)",
+                      name_ko="재진 (만성질환 관리)", duration_minutes=30, modes=["video", "audio"], fee_amount=12000,
+                      currency="KRW"))
+    for doc in doctors:
+        sch = Schedule(organization_id=clinic_id, practitioner_user_id=doc, timezone="Asia/Seoul",
+                       observe_public_holidays=False)
+        uow.add(sch)
+        await uow.session.flush()
+        for wd in range(7):
+            uow.add(AvailabilityRule(schedule_id=sch.id, weekday=wd, start=time(7), end=time(23)))
+    await load_starter(uow)
 
 
 def format_logins(logins: list[dict[str, str]], base_url: str) -> str:

@@ -49,7 +49,8 @@ DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 ChatText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CHAT_CHARS)]
 Sdp = Annotated[str, StringConstraints(min_length=10, max_length=MAX_SDP_CHARS, pattern=r"^v=0")]
 Timestamp = Annotated[int, Field(ge=0, le=2**53)]
-Mode = Literal["video", "audio"]
+# "chat" means no media at all (the visit continues over chat only).
+Mode = Literal["video", "audio", "chat"]
 Role = Literal["clinician", "patient", "caregiver", "interpreter", "observer"]
 MediaKind = Literal["audio", "video"]
 
@@ -180,6 +181,8 @@ class PeerInfo(BaseModel):
     display_name: str | None = None
     mode: Mode = "video"
     screensharing: bool = False
+    #: False while the participant is held in the waiting room (only clinicians are told about them).
+    admitted: bool = True
 
 
 class Joined(_Message):
@@ -207,6 +210,8 @@ class Waiting(_Message):
     position: Annotated[int, Field(ge=1)]
     estimated_wait_seconds: Annotated[int, Field(ge=0)] | None = None
     message: str | None = None
+    provider_name: str | None = None
+    provider_status: Literal["online", "in_call", "away"] | None = None
 
 
 class Admitted(_Message):
@@ -227,6 +232,8 @@ class ChatMessage(_Message):
     text: ChatText
     ts: Timestamp
     client_id: Id | None = None
+    sender_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    sender_role: Annotated[str, StringConstraints(max_length=16)] | None = None
 
 
 class PhotoShared(_Message):

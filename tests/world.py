@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from clinic.db.clinical import Patient, Practitioner, Sex
+from clinic.db.base import utcnow
+from clinic.db.clinical import InPersonVisit, Patient, Practitioner, Sex
 from clinic.db.models import Membership, Organization, OrgKind, Role, User
 from clinic.db.uow import UnitOfWork
 from clinic.security.passwords import hash_password
@@ -71,6 +72,10 @@ async def build_world(uow: UnitOfWork, *, require_2fa: bool = False) -> World:
                         nominated_pharmacy_id=pharmacy.id, email=f"{key}-{tag}@t.example", phone="+821012345678")
             uow.add(p)
             await uow.session.flush()
+            # A face-to-face visit at their clinic this month: under KR revisit rules the patients are
+            # then eligible for telemedicine follow-ups, as real clinic patients usually are.
+            uow.add(InPersonVisit(patient_id=p.id, organization_id=clinic.id, visit_date=utcnow().date(),
+                                  condition_code="I10"))
             setattr(t, attr, p)
         tenants.append(t)
     root = await make_user(uow, "root@t.example", None, None, platform_admin=True)

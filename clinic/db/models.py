@@ -51,6 +51,9 @@ class Organization(IdMixin, TimestampMixin, Base):
     phone: Mapped[str] = mapped_column(String(32), default="")
     email: Mapped[str] = mapped_column(String(254), default="")
     cancellation_window_hours: Mapped[int] = mapped_column(Integer, default=24)
+    #: In-person visits per month as reported by the institution (its own records live elsewhere). Caps on
+    #: the telemedicine share of visits (KR: 30%) are computed against it when fewer are recorded here.
+    monthly_in_person_visits: Mapped[int] = mapped_column(Integer, default=0)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -21,6 +24,19 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+# Hashing is deliberately slow; it runs off the event loop on a small dedicated pool so a burst of
+# sign-ins queues here instead of freezing every other request.
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, verify_password, password_hash, password)
+
+
+async def hash_password_async(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, hash_password, password)
 
 
 def needs_rehash(password_hash: str) -> bool:

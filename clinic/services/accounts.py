@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -109,15 +110,25 @@ async def _new_session(
 
 
 async def login_with_password(
-    uow: UnitOfWork, settings: Settings, limiter: RateLimiter, *, email: str, password: str, ip: str, ua: str = ""
+    uow: UnitOfWork, settings: Settings, limiter: RateLimiter, *, email: str, password: str, ip: str, ua: str = "",
+    uow_factory: Callable[[], UnitOfWork] | None = None,
 ) -> LoginResult:
     email = normalize_email(email)
     keys = (f"ip:{ip}", f"user:{email}")
     wait = max(limiter.blocked(k) for k in keys)
     if wait:
         raise TooManyRequests("too many sign-in attempts; try again later", retry_after=int(wait) + 1)
-    user = (await uow.session.execute(select(User).where(User.email == email))).scalar_one_or_none()
-    ok = passwords.verify_password(user.password_hash if user else None, password)
+    if uow_factory is not None:
+        # Check the password in its own short read so no connection (or SQLite write lock) is held while the
+        # deliberately slow hash runs; ``uow`` has not touched the database yet.
+        async with uow_factory() as check:
+            row = (await check.session.execute(
+                select(User.id, User.password_hash).where(User.email == email))).first()
+    else:
+        row = (await uow.session.execute(
+            select(User.id, User.password_hash).where(User.email == email))).first()
+    ok = await passwords.verify_password_async(row[1] if row else None, password)
+    user = await uow.session.get(User, row[0]) if row is not None else None
     if not ok or user is None or not user.is_active:
         for k in keys:
             limiter.hit(k)
@@ -125,7 +136,7 @@ async def login_with_password(
                               audit={"action": "auth.login", "object_type": "User", "detail": {"email": email}})
     limiter.reset(f"user:{email}")
     if user.password_hash and passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
+        user.password_hash = await passwords.hash_password_async(password)
     enrolled = user.totp_enabled_at is not None
     required = await second_factor_required(uow, user)
     pending = enrolled or required
@@ -210,12 +221,12 @@ async def logout(uow: UnitOfWork, ws: WebSession) -> None:
 
 async def change_password(uow: UnitOfWork, principal: Principal, user: User, current: str, new: str) -> None:
     authorize(principal, "account.manage", Resource("User", id=user.id, owner_user_id=user.id))
-    if user.password_hash and not passwords.verify_password(user.password_hash, current):
+    if user.password_hash and not await passwords.verify_password_async(user.password_hash, current):
         raise Invalid("current password is incorrect", fields={"current_password": "incorrect"})
     problem = passwords.password_problem(new)
     if problem:
         raise Invalid(f"new password {problem}", fields={"new_password": problem})
-    user.password_hash = passwords.hash_password(new)
+    user.password_hash = await passwords.hash_password_async(new)
     uow.audit.record(principal, "account.password_changed", object_type="User", object_id=user.id)
 
 
@@ -403,7 +414,7 @@ async def create_user(
         user = User(
             email=email,
             display_name=display_name,
-            password_hash=passwords.hash_password(password) if password else None,
+            password_hash=await passwords.hash_password_async(password) if password else None,
             is_platform_admin=role is Role.PLATFORM_ADMIN,
             locale=locale,
         )

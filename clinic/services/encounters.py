@@ -41,10 +41,14 @@ class Publisher(Protocol):
 
 
 class ConsultPolicy(Protocol):
-    """What admission and mode changes ask the law (``clinic.services.policy.PolicyService`` fits)."""
+    """What admission and mode changes ask the law (``clinic.services.policy.PolicyService`` fits).
 
-    async def require(self, uow: UnitOfWork, subject: Any, action: str, *, point: str, mode: str | None = None,
-                      participants: str = "doctor-patient", drug: Any = None) -> dict[str, Any]: ...
+    It decides, raises PolicyDenied with the reasons, or appends the record to ``encounter.policy_decisions``.
+    """
+
+    async def require_consult(self, uow: UnitOfWork, encounter: Encounter, *, mode: str, point: str,
+                              practitioner_user_id: uuid.UUID | None = None, condition_code: str | None = None,
+                              participants: str = "doctor-patient", at: datetime | None = None) -> dict[str, Any]: ...
 
 
 def resource(e: Encounter) -> Resource:
@@ -383,13 +387,18 @@ async def set_priority(uow: UnitOfWork, principal: Principal, encounter_id: uuid
 # --- the consultation -------------------------------------------------------------------------------------------
 
 
-async def _subject(uow: UnitOfWork, e: Encounter, practitioner: uuid.UUID | None) -> Any:
+async def policy_subject(uow: UnitOfWork, e: Encounter, practitioner: uuid.UUID | None) -> Any:
+    """The policy ``Subject`` for decisions about this visit other than consult (e.g. recording)."""
     from clinic.services.policy import Subject
 
     patient = await uow.session.get(Patient, e.patient_id)
     org = await uow.session.get(Organization, e.organization_id)
     assert patient is not None and org is not None
-    return Subject(patient=patient, organization=org, practitioner_user_id=practitioner, at=utcnow())
+    return Subject(patient=patient, organization=org, practitioner_user_id=practitioner, at=utcnow(),
+                   encounter_id=e.id)
+
+
+_subject = policy_subject  # the signaling handler's recording path uses this name
 
 
 async def admit(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, *,
@@ -401,9 +410,8 @@ async def admit(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, 
     if e.status is S.IN_CONSULT:
         return e  # re-admission after a reconnect is not a new event
     if policy is not None:
-        record = await policy.require(uow, await _subject(uow, e, principal.user_id), "consult",
-                                      point="admission", mode=e.mode, participants=e.participants)
-        e.policy_decisions = [*e.policy_decisions, record]
+        await policy.require_consult(uow, e, mode=e.mode, point="admission", practitioner_user_id=principal.user_id,
+                                     participants=e.participants)
     now = utcnow()
     e.admitted_at = now
     e.started_at = e.started_at or now
@@ -422,9 +430,7 @@ async def change_mode(uow: UnitOfWork, principal: Principal, encounter_id: uuid.
     if e.status not in (S.CHECKED_IN, S.IN_CONSULT):
         raise Conflict(f"the visit is {e.status.value}", code="illegal_transition")
     if policy is not None:
-        record = await policy.require(uow, await _subject(uow, e, e.claimed_by_id), "consult",
-                                      point="mode_change", mode=mode, participants=e.participants)
-        e.policy_decisions = [*e.policy_decisions, record]
+        await policy.require_consult(uow, e, mode=mode, point="mode_change", participants=e.participants)
     previous = e.mode
     e.mode = mode
     uow.audit.record(principal, "encounter.mode", object_type="Encounter", object_id=e.id,

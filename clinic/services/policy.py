@@ -18,20 +18,23 @@ from sqlalchemy import func, select
 from clinic.db.base import utcnow
 from clinic.db.clinical import InPersonVisit, License, Patient, Practitioner
 from clinic.db.encounters import Encounter
-from clinic.db.models import Organization, OrgKind
+from clinic.db.models import Membership, Organization, OrgKind, Role
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus
-from clinic.errors import PolicyDenied
+from clinic.errors import Forbidden, Invalid, NotFound, PolicyDenied, Unauthenticated
 from clinic.policy import (
     Decision,
     DrugFacts,
     PatientFacts,
     PolicyContext,
     PolicyEngine,
+    PolicyInputError,
     PriorVisit,
     ProviderFacts,
 )
+from clinic.security.authz import Principal, Resource, orgs_for, platform_wide
 from clinic.services.patients import active_groups, is_chronic
+from clinic.web.i18n import get_locale
 
 TELE_MODES = ("video", "audio", "chat", "photo")
 
@@ -61,22 +64,30 @@ async def _prior_visit(uow: UnitOfWork, patient: Patient, organization_id: uuid.
     )
 
 
-async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: datetime) -> float:
-    """This month's share of the institution's visits that were remote (before the one being decided)."""
+async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: datetime,
+                             exclude_encounter_id: uuid.UUID | None = None) -> float:
+    """This month's share of the institution's visits that were remote (before the one being decided).
+
+    ``exclude_encounter_id`` keeps a visit that is already in consultation (a mode change mid-call) from
+    counting against itself.
+    """
     month_start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    tele = (await uow.session.execute(
-        select(func.count(Encounter.id)).where(
-            Encounter.organization_id == organization_id,
-            Encounter.started_at >= month_start,
-            Encounter.status.in_([EncounterStatus.IN_CONSULT, EncounterStatus.COMPLETED]),
-        )
-    )).scalar_one()
+    cond = [
+        Encounter.organization_id == organization_id,
+        Encounter.started_at >= month_start,
+        Encounter.status.in_([EncounterStatus.IN_CONSULT, EncounterStatus.COMPLETED]),
+    ]
+    if exclude_encounter_id is not None:
+        cond.append(Encounter.id != exclude_encounter_id)
+    tele = (await uow.session.execute(select(func.count(Encounter.id)).where(*cond))).scalar_one()
     inperson = (await uow.session.execute(
         select(func.count(InPersonVisit.id)).where(
             InPersonVisit.organization_id == organization_id, InPersonVisit.visit_date >= month_start.date()
         )
     )).scalar_one()
-    total = tele + inperson
+    org = await uow.session.get(Organization, organization_id)
+    declared = org.monthly_in_person_visits if org is not None else 0
+    total = tele + max(inperson, declared)
     return round(tele / total, 4) if total else 0.0
 
 
@@ -90,6 +101,33 @@ async def _licenses(uow: UnitOfWork, user_id: uuid.UUID | None, on: date) -> tup
     return tuple(sorted({lic.jurisdiction for lic in rows if lic.expires_on is None or lic.expires_on >= on}))
 
 
+async def _org_licenses(uow: UnitOfWork, organization_id: uuid.UUID, on: date) -> tuple[str, ...]:
+    """Licences held by any clinician of the organization: who serves an on-demand request is not known yet."""
+    rows = (await uow.session.execute(
+        select(License).join(Practitioner, Practitioner.id == License.practitioner_id)
+        .join(Membership, Membership.user_id == Practitioner.user_id)
+        .where(Membership.organization_id == organization_id, Membership.role == Role.CLINICIAN)
+    )).scalars().all()
+    return tuple(sorted({lic.jurisdiction for lic in rows if lic.expires_on is None or lic.expires_on >= on}))
+
+
+async def presumed_condition(uow: UnitOfWork, patient_id: uuid.UUID, organization_id: uuid.UUID,
+                             on: date) -> str | None:
+    """The condition of the patient's latest face-to-face visit at this institution, if any.
+
+    At booking the condition of the coming visit is not known. Revisit rules (KR from 2027) ask for the
+    same condition, so the booking check presumes a follow-up of the last in-person visit here; the
+    admission check, made with the condition the clinician confirms, is the binding one.
+    """
+    code = (await uow.session.execute(
+        select(InPersonVisit.condition_code).where(
+            InPersonVisit.patient_id == patient_id, InPersonVisit.organization_id == organization_id,
+            InPersonVisit.visit_date <= on, InPersonVisit.condition_code != "",
+        ).order_by(InPersonVisit.visit_date.desc()).limit(1)
+    )).scalar_one_or_none()
+    return code
+
+
 @dataclass(frozen=True)
 class Subject:
     """Who and where: the inputs every decision point shares."""
@@ -99,6 +137,11 @@ class Subject:
     practitioner_user_id: uuid.UUID | None
     at: datetime
     condition_code: str | None = None
+    #: The visit being decided, when one exists (admission, mode change): it must not count towards the
+    #: institution's telemedicine share it is being measured against.
+    encounter_id: uuid.UUID | None = None
+    #: No practitioner is chosen yet (on-demand requests): use the licences of the organization's clinicians.
+    any_clinician: bool = False
 
 
 class PolicyService:
@@ -119,8 +162,10 @@ class PolicyService:
         )
         provider = ProviderFacts(
             institution_level="hospital" if org.kind is OrgKind.HOSPITAL else "clinic",
-            licensed_in=await _licenses(uow, subject.practitioner_user_id, on),
-            telemedicine_share=await telemedicine_share(uow, org.id, subject.at),
+            licensed_in=(await _org_licenses(uow, org.id, on) if subject.any_clinician and
+                         subject.practitioner_user_id is None
+                         else await _licenses(uow, subject.practitioner_user_id, on)),
+            telemedicine_share=await telemedicine_share(uow, org.id, subject.at, subject.encounter_id),
         )
         return PolicyContext(jurisdiction=p.jurisdiction, at=subject.at, action=action, patient=patient,
                              mode=mode if action == "consult" else None, participants=participants,
@@ -137,11 +182,73 @@ class PolicyService:
         decision = self.decide(ctx)
         record = {"point": point, "at": utcnow().isoformat(), **decision.to_record()}
         if not decision.allowed:
+            # Pages show the envelope's message as-is, so it follows the request's language; the decision
+            # beside it keeps both languages and the rule ids.
+            korean = get_locale() == "ko"
+            message = "; ".join(r.message_ko if korean else r.message_en for r in decision.reasons)
             raise PolicyDenied(
-                "; ".join(r.message_en for r in decision.reasons) or "not allowed by the law in force",
+                message or ("시행 중인 법이 허용하지 않습니다." if korean else "not allowed by the law in force"),
                 decision=decision.to_json(), record=record,
             )
         return record
+
+    async def require_consult(
+        self, uow: UnitOfWork, encounter: Encounter, *, mode: str, point: str,
+        practitioner_user_id: uuid.UUID | None = None, condition_code: str | None = None,
+        participants: str = "doctor-patient", at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The consult check for a visit (``point`` = "admission" or "mode_change"): decide, enforce, and
+        append the record to ``encounter.policy_decisions``.
+
+        Raises PolicyDenied (nothing is stored; the caller's transaction rolls back). ``practitioner_user_id``
+        defaults to the clinician who claimed the visit; ``at`` to now.
+        """
+        patient = await uow.session.get(Patient, encounter.patient_id)
+        org = await uow.session.get(Organization, encounter.organization_id)
+        if patient is None or org is None:
+            raise NotFound("encounter's patient or organization not found")
+        subject = Subject(patient=patient, organization=org,
+                          practitioner_user_id=practitioner_user_id or encounter.claimed_by_id,
+                          at=at or utcnow(), condition_code=condition_code, encounter_id=encounter.id)
+        record = await self.require(uow, subject, "consult", point=point, mode=mode, participants=participants)
+        # A new list, not an in-place append: the JSON column only notices assignment.
+        encounter.policy_decisions = [*encounter.policy_decisions, record]
+        return record
+
+
+# --- admin: listing and simulation ----------------------------------------------------------------------
+
+
+def authorize_read(principal: Principal) -> None:
+    """Rule sets are public law, but the admin views are for staff: org admins and clinicians of any
+    organization, and platform admins (``policy.read`` in ``clinic.security.authz``)."""
+    if not principal.authenticated:
+        raise Unauthenticated("sign in required")
+    if orgs_for(principal, "policy.read") or platform_wide(principal, "policy.read"):
+        return
+    raise Forbidden("not allowed: policy.read", action="policy.read", resource=Resource("PolicyRuleSet"))
+
+
+def describe_rule_sets(engine: PolicyEngine, today: date | None = None) -> list[dict[str, Any]]:
+    """``RuleSet.describe()`` for every set, plus whether it is in force today in its own time zone."""
+    out = []
+    for rs in engine.rule_sets:
+        local_today = today or utcnow().astimezone(ZoneInfo(rs.timezone)).date()
+        out.append({**rs.describe(), "applies_to_subdivisions": rs.applies_to_subdivisions,
+                    "in_force": not rs.abstract and rs.in_force(local_today)})
+    return out
+
+
+def simulate(engine: PolicyEngine, obj: Any) -> dict[str, Any]:
+    """Exactly what ``telemed policy check`` prints for the same JSON input.
+
+    Raises Invalid naming the offending fields (dotted paths, as the CLI reports them).
+    """
+    try:
+        ctx = PolicyContext.from_json(obj)
+    except PolicyInputError as exc:
+        raise Invalid(str(exc), code="invalid_input", fields=exc.fields) from None
+    return engine.decide(ctx).to_json()
 
 
 class AllowAllPolicy(PolicyService):

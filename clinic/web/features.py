@@ -14,10 +14,21 @@ ROUTER_MODULES: list[str] = [
     "clinic.web.routes.encounters",
     "clinic.web.routes.invites",
     "prescriptions.api",
+    "clinic.web.routes.policy",
+    "clinic.web.routes.notes",
+    "clinic.web.routes.records",
+    "clinic.web.routes.payments",
+    "signaling.api",
 ]
 
 FEATURE_INSTALLERS: list[str] = [
     "clinic.jobs:install",
     "clinic.web.notifications:install",
     "clinic.web.live:install",
+    "clinic.policy_web:install",
+    "clinic.payments.web:install",
+    "clinic.web.clinic_pages:install",
+    "prescriptions.pages:install",
+    "signaling.handler:install",
+    "clinic.web.visit_pages:install",
 ]

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from clinic.db.base import utcnow
 from clinic.errors import DomainError, TooManyRequests
@@ -128,6 +129,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 exc.status, "http_error")
             return error_response(exc.status, code, exc.reason)
         raise
+    except SQLAlchemyTimeout:
+        # The connection pool is exhausted: a transient overload, not a bug; tell clients to retry.
+        log.warning("database pool exhausted on %s %s", request.method, request.path)
+        if is_api(request):
+            return error_response(503, "busy", "the server is busy; retry shortly", headers={"Retry-After": "2"})
+        return web.Response(status=503, text="Busy, please retry.", headers={"Retry-After": "2"})
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path,
                       request.get("request_id"))

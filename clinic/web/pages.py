@@ -71,7 +71,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         async with svc.uow_factory() as uow:
             res = await accounts.login_with_password(uow, svc.settings, svc.login_limiter, email=email,
                                                      password=password, ip=request["principal"].source_ip,
-                                                     ua=request.headers.get("User-Agent", ""))
+                                                     ua=request.headers.get("User-Agent", ""),
+                                                     uow_factory=svc.uow_factory)
             await uow.commit()
     except DomainError as exc:
         await audit_failure(request, exc)

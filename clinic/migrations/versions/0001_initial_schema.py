@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 14:11:10.321982
+Create Date: 2026-11-23 14:53:21.912604
 """
 
 from collections.abc import Sequence
@@ -98,11 +98,22 @@ def upgrade() -> None:
     sa.Column('phone', sa.String(length=32), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('cancellation_window_hours', sa.Integer(), nullable=False),
+    sa.Column('monthly_in_person_visits', sa.Integer(), nullable=False),
     sa.Column('settings', clinic.db.base.JSONType(), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organization'))
+    )
+    op.create_table('stripe_event',
+    sa.Column('event_id', sa.String(length=255), nullable=False),
+    sa.Column('type', sa.String(length=100), nullable=False),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
+    sa.Column('payment_id', sa.Uuid(), nullable=True),
+    sa.Column('received_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stripe_event')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_stripe_event_event_id'))
     )
     op.create_table('user_account',
     sa.Column('email', sa.String(length=254), nullable=False),
@@ -449,6 +460,44 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_encounter_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index('ix_encounter_queue', ['organization_id', 'status'], unique=False)
 
+    op.create_table('erasure_request',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('requested_by_id', sa.Uuid(), nullable=True),
+    sa.Column('requested_by_role', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('status', sa.Enum('completed', name='erasure_status', native_enum=False, length=32), nullable=False),
+    sa.Column('requested_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('summary', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_erasure_request_organization_id_organization')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_erasure_request_patient_id_patient')),
+    sa.ForeignKeyConstraint(['requested_by_id'], ['user_account.id'], name=op.f('fk_erasure_request_requested_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_erasure_request'))
+    )
+    with op.batch_alter_table('erasure_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_erasure_request_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_erasure_request_patient_id'), ['patient_id'], unique=False)
+
+    op.create_table('fee_setting',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('visit_type_id', sa.Uuid(), nullable=False),
+    sa.Column('billing_code', sa.String(length=32), nullable=False),
+    sa.Column('default_payer', sa.String(length=200), nullable=False),
+    sa.Column('default_coverage_bp', sa.Integer(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('default_coverage_bp >= 0 AND default_coverage_bp <= 10000', name=op.f('ck_fee_setting_coverage_range')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_fee_setting_organization_id_organization')),
+    sa.ForeignKeyConstraint(['visit_type_id'], ['visit_type.id'], name=op.f('fk_fee_setting_visit_type_id_visit_type'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_fee_setting')),
+    sa.UniqueConstraint('visit_type_id', name='uq_fee_setting_visit_type')
+    )
+    with op.batch_alter_table('fee_setting', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_fee_setting_organization_id'), ['organization_id'], unique=False)
+
     op.create_table('guardian',
     sa.Column('patient_id', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=True),
@@ -513,6 +562,31 @@ def upgrade() -> None:
     with op.batch_alter_table('patient_attribute', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patient_attribute_patient_id'), ['patient_id'], unique=False)
 
+    op.create_table('stripe_customer',
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('customer_id', sa.String(length=255), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_stripe_customer_patient_id_patient'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stripe_customer')),
+    sa.UniqueConstraint('customer_id', name=op.f('uq_stripe_customer_customer_id')),
+    sa.UniqueConstraint('patient_id', name=op.f('uq_stripe_customer_patient_id'))
+    )
+    op.create_table('call_guest',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('display_name', sa.String(length=80), nullable=False),
+    sa.Column('invited_by_id', sa.Uuid(), nullable=True),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_call_guest_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['invited_by_id'], ['user_account.id'], name=op.f('fk_call_guest_invited_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_call_guest'))
+    )
+    with op.batch_alter_table('call_guest', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_call_guest_encounter_id'), ['encounter_id'], unique=False)
+
     op.create_table('chat_message',
     sa.Column('encounter_id', sa.Uuid(), nullable=False),
     sa.Column('sender_user_id', sa.Uuid(), nullable=True),
@@ -529,6 +603,37 @@ def upgrade() -> None:
     with op.batch_alter_table('chat_message', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_chat_message_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_chat_message_encounter_id'), ['encounter_id'], unique=False)
+
+    op.create_table('clinical_note',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('author_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'signed', 'amended', name='note_status', native_enum=False, length=32), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('current_version', sa.Integer(), nullable=False),
+    sa.Column('signed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('signed_by_id', sa.Uuid(), nullable=True),
+    sa.Column('subjective', sa.Text(), nullable=False),
+    sa.Column('objective', sa.Text(), nullable=False),
+    sa.Column('assessment', sa.Text(), nullable=False),
+    sa.Column('plan', sa.Text(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('draft_diagnoses', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['author_id'], ['user_account.id'], name=op.f('fk_clinical_note_author_id_user_account')),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_clinical_note_encounter_id_encounter')),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_clinical_note_organization_id_organization')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_clinical_note_patient_id_patient')),
+    sa.ForeignKeyConstraint(['signed_by_id'], ['user_account.id'], name=op.f('fk_clinical_note_signed_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_clinical_note')),
+    sa.UniqueConstraint('encounter_id', name=op.f('uq_clinical_note_encounter_id'))
+    )
+    with op.batch_alter_table('clinical_note', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_clinical_note_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_clinical_note_patient_id'), ['patient_id'], unique=False)
 
     op.create_table('encounter_transition',
     sa.Column('encounter_id', sa.Uuid(), nullable=False),
@@ -590,6 +695,91 @@ def upgrade() -> None:
         batch_op.create_index('ix_medication_request_pharmacy_status', ['pharmacy_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_medication_request_prescriber_id'), ['prescriber_id'], unique=False)
 
+    op.create_table('payment',
+    sa.Column('organization_id', sa.Uuid(), nullable=False),
+    sa.Column('appointment_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('visit_type_id', sa.Uuid(), nullable=False),
+    sa.Column('provider', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.Enum('requires_payment', 'authorized', 'captured', 'partially_refunded', 'refunded', 'cancelled', 'failed', 'waived', name='payment_status', native_enum=False, length=32), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('fee_amount', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('captured_amount', sa.Integer(), nullable=False),
+    sa.Column('refunded_amount', sa.Integer(), nullable=False),
+    sa.Column('insurance_payer', sa.String(length=200), nullable=False),
+    sa.Column('coverage_bp', sa.Integer(), nullable=False),
+    sa.Column('claim_code', sa.String(length=64), nullable=False),
+    sa.Column('billing_code', sa.String(length=32), nullable=False),
+    sa.Column('method', sa.String(length=32), nullable=False),
+    sa.Column('reference', sa.String(length=200), nullable=False),
+    sa.Column('note', sa.String(length=500), nullable=False),
+    sa.Column('intent_id', sa.String(length=255), nullable=True),
+    sa.Column('client_secret', sa.String(length=255), nullable=False),
+    sa.Column('payment_method_ref', sa.String(length=255), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('pending_op', sa.String(length=16), nullable=False),
+    sa.Column('pending_since', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('failure_code', sa.String(length=64), nullable=False),
+    sa.Column('failure_message', sa.String(length=300), nullable=False),
+    sa.Column('paid_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('status_changed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('coverage_bp >= 0 AND coverage_bp <= 10000', name=op.f('ck_payment_coverage_range')),
+    sa.CheckConstraint('fee_amount >= 0 AND amount >= 0 AND amount <= fee_amount', name=op.f('ck_payment_amounts')),
+    sa.CheckConstraint('refunded_amount >= 0 AND refunded_amount <= captured_amount', name=op.f('ck_payment_refund_bounds')),
+    sa.ForeignKeyConstraint(['appointment_id'], ['appointment.id'], name=op.f('fk_payment_appointment_id_appointment'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['organization_id'], ['organization.id'], name=op.f('fk_payment_organization_id_organization')),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], name=op.f('fk_payment_patient_id_patient')),
+    sa.ForeignKeyConstraint(['visit_type_id'], ['visit_type.id'], name=op.f('fk_payment_visit_type_id_visit_type')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment')),
+    sa.UniqueConstraint('appointment_id', name='uq_payment_appointment')
+    )
+    with op.batch_alter_table('payment', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payment_intent_id'), ['intent_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payment_organization_id'), ['organization_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payment_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payment_pending_op'), ['pending_op'], unique=False)
+
+    op.create_table('quality_sample',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('peer_id', sa.String(length=64), nullable=False),
+    sa.Column('at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('source', sa.String(length=8), nullable=False),
+    sa.Column('rtt_ms', sa.Float(), nullable=True),
+    sa.Column('jitter_ms', sa.Float(), nullable=True),
+    sa.Column('loss_pct', sa.Float(), nullable=True),
+    sa.Column('bitrate_in_bps', sa.Integer(), nullable=True),
+    sa.Column('bitrate_out_bps', sa.Integer(), nullable=True),
+    sa.Column('frames_in', sa.Integer(), nullable=True),
+    sa.Column('frames_out', sa.Integer(), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_quality_sample_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_quality_sample'))
+    )
+    with op.batch_alter_table('quality_sample', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_quality_sample_encounter_id'), ['encounter_id'], unique=False)
+
+    op.create_table('recording',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('directory', sa.String(length=200), nullable=False),
+    sa.Column('files', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('started_by_id', sa.Uuid(), nullable=True),
+    sa.Column('started_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('consents', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('policy_decision', clinic.db.base.JSONType(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_recording_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['started_by_id'], ['user_account.id'], name=op.f('fk_recording_started_by_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_recording'))
+    )
+    with op.batch_alter_table('recording', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_recording_encounter_id'), ['encounter_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_recording_started_at'), ['started_at'], unique=False)
+
     op.create_table('slot_claim',
     sa.Column('appointment_id', sa.Uuid(), nullable=False),
     sa.Column('practitioner_user_id', sa.Uuid(), nullable=False),
@@ -639,6 +829,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('visit_invite', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_visit_invite_encounter_id'), ['encounter_id'], unique=False)
+
+    op.create_table('call_participant',
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('peer_id', sa.String(length=64), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('display_name', sa.String(length=80), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=True),
+    sa.Column('guest_id', sa.Uuid(), nullable=True),
+    sa.Column('resume_hash', sa.String(length=64), nullable=False),
+    sa.Column('admitted', sa.Boolean(), nullable=False),
+    sa.Column('connected', sa.Boolean(), nullable=False),
+    sa.Column('record_consent', sa.Boolean(), nullable=False),
+    sa.Column('joined_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('left_at', clinic.db.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_call_participant_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['guest_id'], ['call_guest.id'], name=op.f('fk_call_participant_guest_id_call_guest'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_call_participant_user_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_call_participant'))
+    )
+    with op.batch_alter_table('call_participant', schema=None) as batch_op:
+        batch_op.create_index('ix_call_participant_peer', ['encounter_id', 'peer_id'], unique=True)
 
     op.create_table('delivery_order',
     sa.Column('request_id', sa.Uuid(), nullable=False),
@@ -697,6 +910,64 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('medication_request_item', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_medication_request_item_request_id'), ['request_id'], unique=False)
+
+    op.create_table('note_version',
+    sa.Column('note_id', sa.Uuid(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('author_id', sa.Uuid(), nullable=False),
+    sa.Column('signed_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('amendment_reason', sa.Text(), nullable=False),
+    sa.Column('subjective', sa.Text(), nullable=False),
+    sa.Column('objective', sa.Text(), nullable=False),
+    sa.Column('assessment', sa.Text(), nullable=False),
+    sa.Column('plan', sa.Text(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('content_sha256', sa.String(length=64), nullable=False),
+    sa.Column('previous_sha256', sa.String(length=64), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['author_id'], ['user_account.id'], name=op.f('fk_note_version_author_id_user_account')),
+    sa.ForeignKeyConstraint(['note_id'], ['clinical_note.id'], name=op.f('fk_note_version_note_id_clinical_note')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_note_version')),
+    sa.UniqueConstraint('note_id', 'version', name=op.f('uq_note_version_note_id'))
+    )
+    with op.batch_alter_table('note_version', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_note_version_note_id'), ['note_id'], unique=False)
+
+    op.create_table('payment_refund',
+    sa.Column('payment_id', sa.Uuid(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.String(length=300), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('provider_ref', sa.String(length=255), nullable=False),
+    sa.Column('created_by_id', sa.Uuid(), nullable=True),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user_account.id'], name=op.f('fk_payment_refund_created_by_id_user_account')),
+    sa.ForeignKeyConstraint(['payment_id'], ['payment.id'], name=op.f('fk_payment_refund_payment_id_payment'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_refund')),
+    sa.UniqueConstraint('payment_id', 'seq', name='uq_payment_refund_seq')
+    )
+    with op.batch_alter_table('payment_refund', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payment_refund_payment_id'), ['payment_id'], unique=False)
+
+    op.create_table('room_token',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('encounter_id', sa.Uuid(), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=True),
+    sa.Column('guest_id', sa.Uuid(), nullable=True),
+    sa.Column('created_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', clinic.db.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['encounter_id'], ['encounter.id'], name=op.f('fk_room_token_encounter_id_encounter'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['guest_id'], ['call_guest.id'], name=op.f('fk_room_token_guest_id_call_guest'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_room_token_user_id_user_account')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_room_token')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_room_token_token_hash'))
+    )
+    with op.batch_alter_table('room_token', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_room_token_encounter_id'), ['encounter_id'], unique=False)
 
     op.create_table('rx_clarification',
     sa.Column('request_id', sa.Uuid(), nullable=False),
@@ -758,11 +1029,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_medication_dispense_item_id'), ['item_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_medication_dispense_request_id'), ['request_id'], unique=False)
 
+    op.create_table('note_diagnosis',
+    sa.Column('version_id', sa.Uuid(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=16), nullable=False),
+    sa.Column('display', sa.String(length=300), nullable=False),
+    sa.Column('is_primary', sa.Boolean(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['version_id'], ['note_version.id'], name=op.f('fk_note_diagnosis_version_id_note_version')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_note_diagnosis')),
+    sa.UniqueConstraint('version_id', 'position', name=op.f('uq_note_diagnosis_version_id'))
+    )
+    with op.batch_alter_table('note_diagnosis', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_note_diagnosis_code'), ['code'], unique=False)
+        batch_op.create_index(batch_op.f('ix_note_diagnosis_version_id'), ['version_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('note_diagnosis', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_note_diagnosis_version_id'))
+        batch_op.drop_index(batch_op.f('ix_note_diagnosis_code'))
+
+    op.drop_table('note_diagnosis')
     with op.batch_alter_table('medication_dispense', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_medication_dispense_request_id'))
         batch_op.drop_index(batch_op.f('ix_medication_dispense_item_id'))
@@ -778,6 +1069,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_rx_clarification_prescriber_id'))
 
     op.drop_table('rx_clarification')
+    with op.batch_alter_table('room_token', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_room_token_encounter_id'))
+
+    op.drop_table('room_token')
+    with op.batch_alter_table('payment_refund', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payment_refund_payment_id'))
+
+    op.drop_table('payment_refund')
+    with op.batch_alter_table('note_version', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_note_version_note_id'))
+
+    op.drop_table('note_version')
     with op.batch_alter_table('medication_request_item', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_medication_request_item_request_id'))
 
@@ -787,6 +1090,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delivery_order_pharmacy_id'))
 
     op.drop_table('delivery_order')
+    with op.batch_alter_table('call_participant', schema=None) as batch_op:
+        batch_op.drop_index('ix_call_participant_peer')
+
+    op.drop_table('call_participant')
     with op.batch_alter_table('visit_invite', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visit_invite_encounter_id'))
 
@@ -799,6 +1106,22 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_slot_claim_appointment_id'))
 
     op.drop_table('slot_claim')
+    with op.batch_alter_table('recording', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_recording_started_at'))
+        batch_op.drop_index(batch_op.f('ix_recording_encounter_id'))
+
+    op.drop_table('recording')
+    with op.batch_alter_table('quality_sample', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_quality_sample_encounter_id'))
+
+    op.drop_table('quality_sample')
+    with op.batch_alter_table('payment', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payment_pending_op'))
+        batch_op.drop_index(batch_op.f('ix_payment_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_payment_organization_id'))
+        batch_op.drop_index(batch_op.f('ix_payment_intent_id'))
+
+    op.drop_table('payment')
     with op.batch_alter_table('medication_request', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_medication_request_prescriber_id'))
         batch_op.drop_index('ix_medication_request_pharmacy_status')
@@ -811,11 +1134,21 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_encounter_transition_encounter_id'))
 
     op.drop_table('encounter_transition')
+    with op.batch_alter_table('clinical_note', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_clinical_note_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_clinical_note_organization_id'))
+
+    op.drop_table('clinical_note')
     with op.batch_alter_table('chat_message', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_chat_message_encounter_id'))
         batch_op.drop_index(batch_op.f('ix_chat_message_created_at'))
 
     op.drop_table('chat_message')
+    with op.batch_alter_table('call_guest', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_call_guest_encounter_id'))
+
+    op.drop_table('call_guest')
+    op.drop_table('stripe_customer')
     with op.batch_alter_table('patient_attribute', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_attribute_patient_id'))
 
@@ -834,6 +1167,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_guardian_patient_id'))
 
     op.drop_table('guardian')
+    with op.batch_alter_table('fee_setting', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_fee_setting_organization_id'))
+
+    op.drop_table('fee_setting')
+    with op.batch_alter_table('erasure_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_erasure_request_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_erasure_request_organization_id'))
+
+    op.drop_table('erasure_request')
     with op.batch_alter_table('encounter', schema=None) as batch_op:
         batch_op.drop_index('ix_encounter_queue')
         batch_op.drop_index(batch_op.f('ix_encounter_patient_id'))
@@ -904,6 +1246,7 @@ def downgrade() -> None:
 
     op.drop_table('api_token')
     op.drop_table('user_account')
+    op.drop_table('stripe_event')
     op.drop_table('organization')
     with op.batch_alter_table('medication', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_medication_inn'))

@@ -91,7 +91,7 @@ async def login(ctx: ApiContext) -> web.Response:
     svc = services(ctx.app)
     res = await accounts.login_with_password(ctx.uow, svc.settings, svc.login_limiter, email=ctx.body.email,
                                              password=ctx.body.password, ip=ctx.principal.source_ip,
-                                             ua=ctx.request.headers.get("User-Agent", ""))
+                                             ua=ctx.request.headers.get("User-Agent", ""), uow_factory=svc.uow_factory)
     out = LoginOut(needs_second_factor=res.needs_second_factor, needs_enrollment=res.needs_enrollment,
                    csrf_token=res.csrf_secret, user_id=res.user.id)
     resp = web.json_response(out.model_dump(mode="json"))
@@ -222,6 +222,7 @@ class OrgUpdate(Input):
     phone: str | None = Field(default=None, max_length=32)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     cancellation_window_hours: int | None = Field(default=None, ge=0, le=24 * 14)
+    monthly_in_person_visits: int | None = Field(default=None, ge=0, le=10_000_000)
 
 
 @router.route("GET", "/organizations", response=OrgList, tags=T)

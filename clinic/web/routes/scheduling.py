@@ -447,16 +447,25 @@ async def cancel(ctx: ApiContext) -> AppointmentOut:
 
 
 async def _tell(ctx: ApiContext, a: Any, kind: str) -> None:
-    """Confirmation / cancellation e-mail with the calendar invitation, sent after commit."""
-    hook = services(ctx.app).extra.get("appointment_events")
-    if hook is not None:
+    """Tell the rest of the clinic: payments (authorize / release per the cancellation window) and the
+    patient (confirmation or cancellation e-mail with the calendar invitation, sent after commit)."""
+    extra = services(ctx.app).extra
+    payment = extra.get("on_appointment_cancelled" if kind == "cancellation" else "on_appointment_booked")
+    if payment is not None and not (kind == "confirmation" and ctx.request.path.endswith("/reschedule")):
+        await payment(ctx.uow, a, ctx.principal)
+    hook = extra.get("appointment_events")
+    if hook is not None and kind != "none":
         await hook(ctx.uow, a, kind)
 
 
 @router.route("POST", "/appointments/{id}/no-show", response=AppointmentOut, tags=T)
 async def no_show(ctx: ApiContext) -> AppointmentOut:
     """Record that the patient did not attend (clinic staff, after the start)."""
-    return _out(await svc.mark_no_show(ctx.uow, ctx.principal, ctx.path_uuid(), hub=services(ctx.app).extra.get("hub")))
+    a = await svc.mark_no_show(ctx.uow, ctx.principal, ctx.path_uuid(), hub=services(ctx.app).extra.get("hub"))
+    payment = services(ctx.app).extra.get("on_appointment_cancelled")
+    if payment is not None:
+        await payment(ctx.uow, a, ctx.principal)
+    return _out(a)
 
 
 @router.route("POST", "/organizations/{org_id}/on-demand", body=OnDemandIn, response=AppointmentOut, status=201,
@@ -467,4 +476,5 @@ async def request_on_demand(ctx: ApiContext) -> AppointmentOut:
     a = await svc.request_on_demand(ctx.uow, ctx.principal, ctx.path_uuid("org_id"), patient_id=b.patient_id,
                                     visit_type_id=b.visit_type_id, mode=b.mode, reason=b.reason,
                                     policy=_policy(ctx))
+    await _tell(ctx, a, "none")
     return _out(a)
