@@ -442,6 +442,19 @@ async def token(ctx: ApiContext) -> TokenOut:
     return TokenOut(rx_number=t.rx_number, access_code=t.access_code, token=t.text, qr_svg=svc.qr_svg(t.text))
 
 
+@router.route("POST", "/prescriptions/{id}/token.pdf", tags=T, raw_response="application/pdf")
+async def token_pdf(ctx: ApiContext) -> web.Response:
+    """The printable prescription with its QR token (issues a fresh access code, like /token). ``?lang=ko|en``."""
+    from prescriptions.document import prescription_pdf
+
+    lang = ctx.request.query.get("lang")
+    locale = lang if lang in ("ko", "en") else ctx.request.get("locale", "ko")
+    pdf = await prescription_pdf(ctx.uow, ctx.principal, ctx.path_uuid(), locale=locale)
+    return web.Response(body=pdf, content_type="application/pdf",
+                        headers={"Content-Disposition": "inline; filename=prescription.pdf",
+                                 "Cache-Control": "private, no-store"})
+
+
 @router.route("POST", "/prescriptions/{id}/cancel", body=ReasonIn, response=PrescriptionOut, tags=T)
 async def cancel(ctx: ApiContext) -> PrescriptionOut:
     """Cancel (prescriber, until dispensing starts)."""

@@ -315,3 +315,21 @@ async def test_openapi_includes_prescriptions(client: TestClient) -> None:
     doc = await (await client.get("/api/openapi.json")).json()
     validate(doc)
     assert "/api/v1/prescriptions/{id}/sign" in doc["paths"] and "/api/v1/auth/step-up" in doc["paths"]
+
+
+async def test_printable_prescription_pdf_with_fresh_token(client: TestClient, db: Db, world: World) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    rx = await prescribe_signed(client, db, world, send={"open": True})
+    csrf = await as_user(client, world.a.users["patient"].email)
+    old = await (await client.post(f"/api/v1/prescriptions/{rx['id']}/token", headers=hdr(csrf))).json()
+    r = await client.post(f"/api/v1/prescriptions/{rx['id']}/token.pdf?lang=ko", headers=hdr(csrf))
+    assert r.status == 200 and r.content_type == "application/pdf"
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(await r.read())).pages)
+    assert rx["rx_number"] in text and "처방전" in text and "Amoxicillin" in text
+    # printing issued a new access code: the one shown earlier no longer claims the prescription
+    csrf = await as_user(client, world.a.users["pharmacist"].email)
+    r = await client.post("/api/v1/prescriptions/claim", json={"token": old["token"]}, headers=hdr(csrf))
+    assert r.status == 404
