@@ -134,3 +134,22 @@ async def db(db_url: str) -> AsyncIterator[Db]:
     d = Db(db_url)
     yield d
     await d.engine.dispose()
+
+
+@pytest.fixture
+async def world(db: Db) -> Any:
+    """Two tenants with every role (tests/world.py); feature packages may override it."""
+    from tests.world import build_world
+
+    async with db.uow() as uow:
+        w = await build_world(uow)
+        await uow.commit()
+    return w
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, world: Any) -> Any:
+    """The real app (all features installed) on the test database, with ``world`` in it."""
+    from clinic.web.app import create_app
+
+    return await aiohttp_client(create_app(settings))

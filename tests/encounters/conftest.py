@@ -1,33 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from aiohttp.test_utils import TestClient
-
-from clinic.config import Settings
 from clinic.db.encounters import Encounter
 from clinic.db.scheduling import Appointment, AppointmentKind, AppointmentStatus, VisitMode, VisitType
 from clinic.encounters.state import EncounterStatus
-from clinic.web.app import create_app
 from tests.conftest import Db
-from tests.world import World, build_world
-
-
-@pytest.fixture
-async def world(db: Db) -> World:
-    async with db.uow() as uow:
-        w = await build_world(uow)
-        await uow.commit()
-    return w
-
-
-@pytest.fixture
-async def client(aiohttp_client, settings: Settings, world: World) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
-    app = create_app(settings)
-    yield await aiohttp_client(app)
+from tests.world import World
 
 
 async def make_visit(db: Db, world: World, *, tenant: str = "a", patient: str = "patient",

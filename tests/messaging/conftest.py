@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from clinic.web.app import create_app
 from tests.conftest import make_settings
 from tests.notify.conftest import SmtpServer, smtp_server  # noqa: F401 - re-exported fixture
-from tests.scheduling.conftest import booking, principal_of, world  # noqa: F401 - re-exported fixtures
+from tests.scheduling.conftest import booking  # noqa: F401 - re-exported fixture
 
 
 @pytest.fixture

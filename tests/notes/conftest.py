@@ -7,36 +7,19 @@ completed, claimed by the tenant's clinician.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-from clinic.config import Settings
 from clinic.db.base import utcnow
 from clinic.db.encounters import Encounter
 from clinic.db.models import User
 from clinic.encounters.state import EncounterStatus
 from clinic.security.authz import Principal
 from clinic.services import accounts
-from clinic.web.app import create_app
 from tests.conftest import Db
-from tests.world import World, build_world, hdr, login
-
-
-@pytest.fixture
-async def world(db: Db) -> World:
-    async with db.uow() as uow:
-        w = await build_world(uow)
-        await uow.commit()
-    return w
-
-
-@pytest.fixture
-async def client(aiohttp_client, settings: Settings, world: World) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
-    yield await aiohttp_client(create_app(settings))
+from tests.world import World, hdr, login
 
 
 async def make_encounter(db: Db, world: World, tenant: str = "a", *, clinician: str = "clinician",

@@ -23,7 +23,7 @@ from clinic.services import booking as bsvc
 from clinic.web.app import create_app
 from tests.conftest import Db, make_settings
 from tests.payments.standin import API_KEY, StandIn
-from tests.scheduling.conftest import Booking, booking, principal_of, world
+from tests.scheduling.conftest import Booking, booking, principal_of
 from tests.world import World
 
 WEBHOOK_SECRET = "whsec_test_secret"
@@ -105,5 +105,4 @@ def intent_obj(p: Payment, status: str, **extra: Any) -> dict[str, Any]:
             "currency": p.currency.lower(), "metadata": {"payment_id": str(p.id)}, **extra}
 
 
-__all__ = ["Booking", "book", "booking", "datetime", "event", "intent_obj", "load_payment", "principal_of", "sign",
-           "world"]
+__all__ = ["Booking", "book", "booking", "datetime", "event", "intent_obj", "load_payment", "principal_of", "sign"]

@@ -4,22 +4,18 @@ policy engine decides bookings and prescriptions."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
-from clinic.config import Settings
 from clinic.db.base import utcnow
 from clinic.db.clinical import InPersonVisit
 from clinic.db.models import Organization, OrgKind, User
 from clinic.db.scheduling import VisitMode
 from clinic.security.authz import SYSTEM
 from clinic.services import booking as svc
-from clinic.web.app import create_app
 from prescriptions.formulary import load_starter
 from tests.conftest import Db
 from tests.world import World, build_world
@@ -38,10 +34,6 @@ async def world(db: Db) -> World:
         await uow.commit()
     return w
 
-
-@pytest.fixture
-async def client(aiohttp_client, settings: Settings, world: World) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
-    yield await aiohttp_client(create_app(settings))
 
 
 @dataclass

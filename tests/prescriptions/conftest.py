@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from clinic.config import Settings
 from clinic.db.base import utcnow
 from clinic.db.clinical import InPersonVisit
 from clinic.db.encounters import Encounter
@@ -20,7 +17,6 @@ from clinic.policy import PolicyEngine
 from clinic.security.authz import Principal
 from clinic.services import accounts
 from clinic.services.policy import PolicyService
-from clinic.web.app import create_app
 from prescriptions.formulary import load_starter
 from tests.conftest import Db
 from tests.world import World, build_world
@@ -80,10 +76,6 @@ async def principal(db: Db, user: User, *, mfa: bool = True) -> Principal:
         assert u is not None
         return await accounts.build_principal(uow, u, mfa_at=utcnow() if mfa else None)
 
-
-@pytest.fixture
-async def client(aiohttp_client, settings: Settings, world: World) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
-    yield await aiohttp_client(create_app(settings))
 
 
 def item(code: str = "amoxicillin-500mg-cap", dose: str = "1", freq: str = "TID", days: int = 5,

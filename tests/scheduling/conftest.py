@@ -1,36 +1,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from clinic.config import Settings
 from clinic.db.models import User
 from clinic.db.scheduling import VisitMode
 from clinic.security.authz import Principal
 from clinic.services import accounts
 from clinic.services import booking as svc
-from clinic.web.app import create_app
 from tests.conftest import Db
-from tests.world import World, build_world
-
-
-@pytest.fixture
-async def world(db: Db) -> World:
-    async with db.uow() as uow:
-        w = await build_world(uow)
-        await uow.commit()
-    return w
-
-
-@pytest.fixture
-async def client(aiohttp_client, settings: Settings, world: World) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
-    app = create_app(settings)
-    yield await aiohttp_client(app)
+from tests.world import World
 
 
 async def principal_of(db: Db, user: User) -> Principal:
