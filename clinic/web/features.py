@@ -13,6 +13,7 @@ ROUTER_MODULES: list[str] = [
     "clinic.web.routes.scheduling",
     "clinic.web.routes.encounters",
     "clinic.web.routes.invites",
+    "clinic.web.routes.practitioners",
     "prescriptions.api",
     "clinic.web.routes.policy",
     "clinic.web.routes.notes",
