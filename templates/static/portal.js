@@ -229,7 +229,19 @@ function rxRow(rx) {
           h("p", { class: "hint" }, t("code_hint"))));
       } catch (err) { fail(err); }
     }));
-    actions.append(tok);
+    const pdf = h("button", { type: "button", class: "secondary small", "data-testid": "rx-pdf-button" },
+      t("print_pdf"));
+    pdf.addEventListener("click", () => busy(pdf, async () => {
+      try {
+        // A POST: printing issues a fresh access code for the QR on the paper copy.
+        const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+        const resp = await fetch(`/api/v1/prescriptions/${rx.id}/token.pdf?lang=${isKo() ? "ko" : "en"}`,
+          { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+        if (!resp.ok) throw new Error((await resp.json())?.error?.message ?? `HTTP ${resp.status}`);
+        window.open(URL.createObjectURL(await resp.blob()), "_blank", "noopener");
+      } catch (err) { fail(err); }
+    }));
+    actions.append(tok, pdf);
   }
   if (["signed", "rejected"].includes(rx.status)) {
     const d = h("details", {}, h("summary", { "data-testid": "rx-choose-pharmacy" }, t("choose_pharmacy")),
