@@ -157,8 +157,34 @@ async def outbox_page(request: web.Request) -> web.Response:
     })
 
 
+async def analytics_page(request: web.Request) -> web.Response:
+    """Waiting times, visits per clinician and no-show rate for a date range (org admins)."""
+    from datetime import date, timedelta
+
+    from clinic.db.base import utcnow
+    from clinic.services import analytics
+
+    p = signed_in(request)
+    admin_orgs = sorted(p.orgs_with(Role.ORG_ADMIN), key=str)
+    org_id = _uuid(request.query.get("organization_id"), "organization_id") or (admin_orgs[0] if admin_orgs else None)
+    if org_id is None:
+        raise Forbidden("organization admins only", code="forbidden")
+    today = utcnow().date()
+    try:
+        start = date.fromisoformat(request.query.get("from", "")) if request.query.get("from") else today - timedelta(
+            days=29)
+        end = date.fromisoformat(request.query.get("to", "")) if request.query.get("to") else today
+    except ValueError:
+        raise Invalid("dates must be YYYY-MM-DD", fields={"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}) from None
+    async with services(request.app).uow_factory() as uow:
+        a = await analytics.organization_analytics(uow, p, org_id, start, end)
+        await uow.commit()
+    return render(request, "admin/analytics.html", {"a": a, "org_id": str(org_id)})
+
+
 def install(app: web.Application) -> None:
     r = app.router
+    r.add_get("/admin/analytics", analytics_page)
     r.add_get("/book", book_page)
     r.add_get("/portal", portal_page)
     r.add_get("/console", console_page)

@@ -150,3 +150,15 @@ async def test_reminders_sent_once(mail_client: TestClient, world: World, bookin
     async with db.uow() as uow:
         sms = (await uow.session.execute(select(OutboxMessage).where(OutboxMessage.channel == "sms"))).scalars().all()
         assert len(sms) == 1 and "/visit/" in sms[0].body
+
+
+async def test_admin_analytics_page_renders(mail_client: TestClient, world: World) -> None:
+    await login(mail_client, world.a.users["org_admin"].email)
+    r = await mail_client.get("/admin/analytics?from=2026-01-01&to=2026-01-31")
+    html = await r.text()
+    assert r.status == 200 and 'data-testid="analytics-noshow"' in html
+    r = await mail_client.get("/admin/analytics?from=yesterday")
+    assert r.status == 422
+    mail_client.session.cookie_jar.clear()
+    await login(mail_client, world.a.users["clinician"].email)
+    assert (await mail_client.get("/admin/analytics")).status == 403
