@@ -83,6 +83,9 @@ function selectType(vt) {
 async function loadSlots() {
   const box = $("slots");
   const day = $("book-date").value;
+  // Only the newest request may render, and a choice made meanwhile survives a re-render of the same day.
+  const gen = (state.gen = (state.gen ?? 0) + 1);
+  const keep = state.slot && state.slotDay === day && state.slotType === state.type?.id ? state.slot.start : null;
   state.slot = null;
   refreshButtons();
   if (!state.type || !day) return;
@@ -93,6 +96,7 @@ async function loadSlots() {
   const q = new URLSearchParams({ visit_type_id: state.type.id, from: day, to: nextDay(day), tz: state.tz });
   try {
     const res = await call("GET", `/api/v1/organizations/${p.organization_id}/slots?${q}`);
+    if (gen !== state.gen) return;
     box.replaceChildren();
     if (!res.items.length) {
       box.append(h("p", { class: "hint", "data-testid": "no-slots" }, t("no_slots")));
@@ -104,21 +108,25 @@ async function loadSlots() {
       seen.add(slot.start);
       const btn = h("button", { type: "button", class: "slot secondary", "aria-pressed": "false",
         "data-testid": "slot", "data-start": slot.start }, slot.local_start.slice(11, 16));
-      btn.addEventListener("click", () => {
+      const choose = () => {
         for (const b of box.querySelectorAll("button[aria-pressed]")) b.setAttribute("aria-pressed", "false");
         btn.setAttribute("aria-pressed", "true");
         state.slot = slot;
-        resetKey();
+        state.slotDay = day;
+        state.slotType = state.type.id;
         refreshButtons();
-      });
+      };
+      btn.addEventListener("click", () => { choose(); resetKey(); });
       box.append(btn);
+      if (slot.start === keep) choose();
     }
     announce(status, `${seen.size} ${t("slots_found")}`);
   } catch (err) {
+    if (gen !== state.gen) return;
     box.replaceChildren();
     showError(errorBox, err);
   } finally {
-    box.removeAttribute("aria-busy");
+    if (gen === state.gen) box.removeAttribute("aria-busy");
   }
 }
 
