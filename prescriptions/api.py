@@ -435,6 +435,18 @@ async def send(ctx: ApiContext) -> PrescriptionOut:
     return _out(svc.PrescriptionView(rx))
 
 
+@router.route("POST", "/prescriptions/{id}/sign-and-send", body=SendIn, response=PrescriptionOut, tags=T,
+              idempotent=True)
+async def sign_and_send(ctx: ApiContext) -> PrescriptionOut:
+    """Sign and route in one step (one transaction): what the prescriber's "sign and send" button does."""
+    h = hooks(ctx)
+    await svc.sign(ctx.uow, ctx.principal, ctx.path_uuid(), keystore(ctx),
+                   step_up_minutes=services(ctx.app).settings.step_up_minutes, hooks=h)
+    rx = await svc.send(ctx.uow, ctx.principal, ctx.path_uuid(), pharmacy_id=ctx.body.pharmacy_id,
+                        open_routing=ctx.body.open, hooks=h)
+    return _out(svc.PrescriptionView(rx))
+
+
 @router.route("POST", "/prescriptions/{id}/token", response=TokenOut, tags=T)
 async def token(ctx: ApiContext) -> TokenOut:
     """Issue the access code and QR (shown once; a new call replaces the previous code)."""

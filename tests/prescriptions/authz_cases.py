@@ -34,6 +34,7 @@ PRESCRIPTION_CASES: dict[tuple[str, str], tuple[Case, str]] = {
     ("POST", "/api/v1/prescriptions/{id}/sign"): (lambda w: (_rx(w) + "/sign", None), "object"),
     ("POST", "/api/v1/prescriptions/{id}/send"): (lambda w: (_rx(w) + "/send", {}), "object"),
     ("POST", "/api/v1/prescriptions/{id}/token"): (lambda w: (_rx(w) + "/token", None), "object"),
+    ("POST", "/api/v1/prescriptions/{id}/sign-and-send"): (lambda w: (_rx(w) + "/sign-and-send", {}), "object"),
     ("POST", "/api/v1/prescriptions/{id}/token.pdf"): (lambda w: (_rx(w) + "/token.pdf", None), "object"),
     ("POST", "/api/v1/prescriptions/{id}/cancel"): (lambda w: (_rx(w) + "/cancel", {"reason": "x"}), "object"),
     ("POST", "/api/v1/prescriptions/{id}/renewal-requests"): (

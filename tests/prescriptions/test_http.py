@@ -333,3 +333,22 @@ async def test_printable_prescription_pdf_with_fresh_token(client: TestClient, d
     csrf = await as_user(client, world.a.users["pharmacist"].email)
     r = await client.post("/api/v1/prescriptions/claim", json={"token": old["token"]}, headers=hdr(csrf))
     assert r.status == 404
+
+
+async def test_sign_and_send_in_one_step(client: TestClient, db: Db, world: World) -> None:
+    enc = await open_encounter(db, world)
+    csrf = await as_user(client, world.a.users["clinician"].email)
+    r = await client.post(f"/api/v1/encounters/{enc}/prescriptions", json={"items": [item()]},
+                          headers=hdr(csrf, Idempotency_Key=uid()))
+    rx = await r.json()
+    key = uid()
+    r = await client.post(f"/api/v1/prescriptions/{rx['id']}/sign-and-send", json={},
+                          headers=hdr(csrf, Idempotency_Key=key))
+    body = await r.json()
+    assert r.status == 200 and body["status"] == "sent" and body["pharmacy_id"] == str(world.a.pharmacy.id)
+    # a retry returns the first result instead of failing on the already-signed prescription
+    r = await client.post(f"/api/v1/prescriptions/{rx['id']}/sign-and-send", json={},
+                          headers=hdr(csrf, Idempotency_Key=key))
+    assert r.status == 200 and (await r.json())["id"] == body["id"]
+    r = await client.get(f"/api/v1/prescriptions/{rx['id']}/verify")
+    assert r.status == 200 and (await r.json())["ok"] is True
