@@ -73,9 +73,6 @@ class LocalHub:
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
         self.deliver_local(topic, message)
 
-    def subscriber_count(self, topic: str) -> int:
-        return len(self._subs.get(topic, ()))
-
     async def start(self) -> None:
         return None
 

@@ -748,7 +748,7 @@ class CallManager:
                 e = await svc.load(uow, clinician.principal, room.encounter_id, "encounter.manage")
                 decision: dict[str, Any] = {}
                 if self.policy is not None:
-                    subject = await svc._subject(uow, e, e.claimed_by_id)
+                    subject = await self.policy.subject_for_encounter(uow, e)
                     decision = await self.policy.require(uow, subject, "record", point="recording",
                                                          participants=e.participants)
                 directory = recordings_root(settings) / rec_id.hex

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clinic.audit import AuditTrail
+
+log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
 

@@ -29,10 +29,6 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 }
 
 
-def is_final(status: PaymentStatus) -> bool:
-    return not TRANSITIONS[status]
-
-
 class PaymentTransitionError(Exception):
     def __init__(self, current: PaymentStatus, target: PaymentStatus) -> None:
         allowed = ", ".join(sorted(t.value for t in TRANSITIONS[current])) or "none (final state)"

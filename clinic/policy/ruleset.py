@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -144,11 +145,11 @@ class RuleSetError(ValueError):
 # Conditions
 
 
-class Condition:
+class Condition(ABC):
     """A compiled ``when`` expression; evaluated against a flat fact mapping."""
 
-    def holds(self, facts: Mapping[str, Any]) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def holds(self, facts: Mapping[str, Any]) -> bool: ...
 
 
 @dataclass(frozen=True)

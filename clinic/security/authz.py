@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -223,6 +222,3 @@ def patients_for(p: Principal, action: str) -> set[uuid.UUID]:
 def platform_wide(p: Principal, action: str) -> bool:
     return p.platform_admin and any(g.role is Role.PLATFORM_ADMIN for g in POLICY[action])
 
-
-def known_actions() -> Iterable[str]:
-    return POLICY.keys()

@@ -47,6 +47,3 @@ class SecretBox:
         except InvalidToken as exc:
             raise ValueError("secret cannot be decrypted with this server key") from exc
 
-
-def hmac_sign(server_key: str, message: str) -> str:
-    return hmac.new(server_key.encode(), message.encode(), hashlib.sha256).hexdigest()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from clinic.config import Settings
 from clinic.db.base import utcnow
@@ -296,16 +296,6 @@ async def consume_magic_link(
     return session_token, link, user
 
 
-async def revoke_magic_link(uow: UnitOfWork, principal: Principal, link_id: uuid.UUID) -> None:
-    link = await uow.session.get(MagicLink, link_id)
-    if link is None:
-        raise NotFound("link not found")
-    authorize(principal, "invite.manage", Resource("MagicLink", organization_id=link.organization_id, id=link.id))
-    link.revoked_at = utcnow()
-    uow.audit.record(principal, "magic_link.revoke", object_type="MagicLink", object_id=link.id,
-                     organization_id=link.organization_id)
-
-
 # --- API tokens --------------------------------------------------------------------------------------------
 
 TOKEN_PREFIX = "tm_"  # noqa: S105 - a public prefix, not a secret
@@ -438,9 +428,3 @@ async def create_user(
     uow.audit.record(principal, "user.create", object_type="User", object_id=user.id,
                      organization_id=organization_id, detail={"role": role.value})
     return user
-
-
-async def find_users(uow: UnitOfWork, query: str) -> list[User]:
-    q = f"%{query.lower()}%"
-    rows = await uow.session.execute(select(User).where(or_(User.email.like(q), User.display_name.like(q))))
-    return list(rows.scalars())

@@ -19,10 +19,10 @@ from sqlalchemy import select, update
 from clinic.db.base import utcnow
 from clinic.db.clinical import Patient, Practitioner
 from clinic.db.encounters import ChatMessage, Encounter, EncounterTransition
-from clinic.db.models import Membership, Organization, Role, User
+from clinic.db.models import Membership, Role, User
 from clinic.db.scheduling import Appointment, AppointmentKind, AppointmentStatus, VisitType
 from clinic.db.uow import UnitOfWork
-from clinic.encounters.state import EncounterStatus, TransitionError, check_transition
+from clinic.encounters.state import EncounterStatus, TransitionError, allowed_targets, check_transition
 from clinic.errors import Conflict, Forbidden, Invalid, NotFound
 from clinic.scheduling.states import Event
 from clinic.scheduling.states import TransitionError as AppointmentTransitionError
@@ -142,16 +142,10 @@ async def on_appointment_ended(uow: UnitOfWork, principal: Principal, a: Appoint
     """Mirror a cancellation or no-show recorded on the appointment."""
     e = (await uow.session.execute(
         select(Encounter).where(Encounter.appointment_id == a.id))).scalar_one_or_none()
-    if e is None or e.status.final or target not in _reachable(e.status):
+    if e is None or e.status.final or target not in allowed_targets(e.status):
         return
     _transition(uow, principal, e, target, reason="appointment " + a.status.value)
     _announce(uow, hub, e, "encounter.updated")
-
-
-def _reachable(status: EncounterStatus) -> frozenset[EncounterStatus]:
-    from clinic.encounters.state import allowed_targets
-
-    return allowed_targets(status)
 
 
 # --- check-in and the waiting room ---------------------------------------------------------------------------
@@ -387,20 +381,6 @@ async def set_priority(uow: UnitOfWork, principal: Principal, encounter_id: uuid
 # --- the consultation -------------------------------------------------------------------------------------------
 
 
-async def policy_subject(uow: UnitOfWork, e: Encounter, practitioner: uuid.UUID | None) -> Any:
-    """The policy ``Subject`` for decisions about this visit other than consult (e.g. recording)."""
-    from clinic.services.policy import Subject
-
-    patient = await uow.session.get(Patient, e.patient_id)
-    org = await uow.session.get(Organization, e.organization_id)
-    assert patient is not None and org is not None
-    return Subject(patient=patient, organization=org, practitioner_user_id=practitioner, at=utcnow(),
-                   encounter_id=e.id)
-
-
-_subject = policy_subject  # the signaling handler's recording path uses this name
-
-
 async def admit(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, *,
                 policy: ConsultPolicy | None = None, hub: Publisher | None = None) -> Encounter:
     """The claiming clinician lets the patient in from the waiting room; the law is asked first."""
@@ -451,15 +431,6 @@ async def complete(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUI
     await _appointment_event(uow, e, Event.FULFIL)
     await _set_status(uow, principal.user_id, "online")
     _announce(uow, hub, e, "encounter.completed")
-    return e
-
-
-async def abandon_call(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, reason: str, *,
-                       hub: Publisher | None = None) -> Encounter:
-    e = await load(uow, principal, encounter_id, "encounter.manage", lock=True)
-    e.ended_at = utcnow()
-    _transition(uow, principal, e, S.ABANDONED, reason=reason)
-    _announce(uow, hub, e, "encounter.updated")
     return e
 
 

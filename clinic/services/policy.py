@@ -65,11 +65,13 @@ async def _prior_visit(uow: UnitOfWork, patient: Patient, organization_id: uuid.
 
 
 async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: datetime,
-                             exclude_encounter_id: uuid.UUID | None = None) -> float:
+                             exclude_encounter_id: uuid.UUID | None = None, *,
+                             declared_in_person: int | None = None) -> float:
     """This month's share of the institution's visits that were remote (before the one being decided).
 
     ``exclude_encounter_id`` keeps a visit that is already in consultation (a mode change mid-call) from
-    counting against itself.
+    counting against itself. ``declared_in_person`` is the organization's declared monthly in-person volume
+    (read from the organization when not given).
     """
     month_start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     cond = [
@@ -85,9 +87,10 @@ async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: da
             InPersonVisit.organization_id == organization_id, InPersonVisit.visit_date >= month_start.date()
         )
     )).scalar_one()
-    org = await uow.session.get(Organization, organization_id)
-    declared = org.monthly_in_person_visits if org is not None else 0
-    total = tele + max(inperson, declared)
+    if declared_in_person is None:
+        org = await uow.session.get(Organization, organization_id)
+        declared_in_person = org.monthly_in_person_visits if org is not None else 0
+    total = tele + max(inperson, declared_in_person)
     return round(tele / total, 4) if total else 0.0
 
 
@@ -165,7 +168,8 @@ class PolicyService:
             licensed_in=(await _org_licenses(uow, org.id, on) if subject.any_clinician and
                          subject.practitioner_user_id is None
                          else await _licenses(uow, subject.practitioner_user_id, on)),
-            telemedicine_share=await telemedicine_share(uow, org.id, subject.at, subject.encounter_id),
+            telemedicine_share=await telemedicine_share(uow, org.id, subject.at, subject.encounter_id,
+                                                        declared_in_person=org.monthly_in_person_visits),
         )
         return PolicyContext(jurisdiction=p.jurisdiction, at=subject.at, action=action, patient=patient,
                              mode=mode if action == "consult" else None, participants=participants,
@@ -192,6 +196,20 @@ class PolicyService:
             )
         return record
 
+    async def subject_for_encounter(
+        self, uow: UnitOfWork, encounter: Encounter, *, practitioner_user_id: uuid.UUID | None = None,
+        condition_code: str | None = None, at: datetime | None = None,
+    ) -> Subject:
+        """Who and where for a decision about this visit (consult, recording); the visit itself is left out of
+        the institution's telemedicine share."""
+        patient = await uow.session.get(Patient, encounter.patient_id)
+        org = await uow.session.get(Organization, encounter.organization_id)
+        if patient is None or org is None:
+            raise NotFound("encounter's patient or organization not found")
+        return Subject(patient=patient, organization=org,
+                       practitioner_user_id=practitioner_user_id or encounter.claimed_by_id,
+                       at=at or utcnow(), condition_code=condition_code, encounter_id=encounter.id)
+
     async def require_consult(
         self, uow: UnitOfWork, encounter: Encounter, *, mode: str, point: str,
         practitioner_user_id: uuid.UUID | None = None, condition_code: str | None = None,
@@ -203,13 +221,8 @@ class PolicyService:
         Raises PolicyDenied (nothing is stored; the caller's transaction rolls back). ``practitioner_user_id``
         defaults to the clinician who claimed the visit; ``at`` to now.
         """
-        patient = await uow.session.get(Patient, encounter.patient_id)
-        org = await uow.session.get(Organization, encounter.organization_id)
-        if patient is None or org is None:
-            raise NotFound("encounter's patient or organization not found")
-        subject = Subject(patient=patient, organization=org,
-                          practitioner_user_id=practitioner_user_id or encounter.claimed_by_id,
-                          at=at or utcnow(), condition_code=condition_code, encounter_id=encounter.id)
+        subject = await self.subject_for_encounter(uow, encounter, practitioner_user_id=practitioner_user_id,
+                                                   condition_code=condition_code, at=at)
         record = await self.require(uow, subject, "consult", point=point, mode=mode, participants=participants)
         # A new list, not an in-place append: the JSON column only notices assignment.
         encounter.policy_decisions = [*encounter.policy_decisions, record]
@@ -249,10 +262,3 @@ def simulate(engine: PolicyEngine, obj: Any) -> dict[str, Any]:
     except PolicyInputError as exc:
         raise Invalid(str(exc), code="invalid_input", fields=exc.fields) from None
     return engine.decide(ctx).to_json()
-
-
-class AllowAllPolicy(PolicyService):
-    """Explicit opt-in for development setups without a jurisdiction (never the default)."""
-
-    def __init__(self) -> None:
-        super().__init__(PolicyEngine.from_directory(fallback_default=True))

@@ -88,18 +88,9 @@ def create_app(settings: Settings, *, extra_routers: list[ApiRouter] | None = No
     routers = _routers() + list(extra_routers or [])
     for feature in _features():
         feature(app)
-    extra = app.get(EXTRA_ROUTERS, [])
-    app[API_SPECS] = mount(app, routers + extra)
+    app[API_SPECS] = mount(app, routers)
     app.on_cleanup.append(_close)
     return app
-
-
-EXTRA_ROUTERS: web.AppKey[list[ApiRouter]] = web.AppKey("telemed_extra_routers", list)
-
-
-def add_api(app: web.Application, router: ApiRouter) -> None:
-    """Used by feature modules to contribute API routes before the app is frozen."""
-    app.setdefault(EXTRA_ROUTERS, []).append(router)
 
 
 async def _close(app: web.Application) -> None:

@@ -403,7 +403,7 @@ async def book(ctx: ApiContext) -> AppointmentOut:
     a = await svc.book(ctx.uow, ctx.principal, patient_id=b.patient_id, practitioner_user_id=b.practitioner_id,
                        visit_type_id=b.visit_type_id, start=b.start.astimezone(UTC), mode=b.mode, reason=b.reason,
                        policy=_policy(ctx))
-    await _tell(ctx, a, "confirmation")
+    await _tell(ctx, a, payment="booked", email="confirmation")
     return _out(a)
 
 
@@ -433,7 +433,7 @@ async def reschedule(ctx: ApiContext) -> AppointmentOut:
     """Move to another free slot of the same practitioner."""
     a = await svc.reschedule(ctx.uow, ctx.principal, ctx.path_uuid(), start=ctx.body.start.astimezone(UTC),
                              policy=_policy(ctx))
-    await _tell(ctx, a, "confirmation")
+    await _tell(ctx, a, payment=None, email="confirmation")
     return _out(a)
 
 
@@ -442,29 +442,28 @@ async def cancel(ctx: ApiContext) -> AppointmentOut:
     """Cancel (patients only until the clinic's cancellation window)."""
     a = await svc.cancel(ctx.uow, ctx.principal, ctx.path_uuid(), reason=ctx.body.reason,
                          hub=services(ctx.app).extra.get("hub"))
-    await _tell(ctx, a, "cancellation")
+    await _tell(ctx, a, payment="cancelled", email="cancellation")
     return _out(a)
 
 
-async def _tell(ctx: ApiContext, a: Any, kind: str) -> None:
-    """Tell the rest of the clinic: payments (authorize / release per the cancellation window) and the
+async def _tell(ctx: ApiContext, a: Any, *, payment: Literal["booked", "cancelled"] | None,
+                email: Literal["confirmation", "cancellation"] | None) -> None:
+    """Tell the rest of the clinic: payments (authorize, or release per the cancellation window) and the
     patient (confirmation or cancellation e-mail with the calendar invitation, sent after commit)."""
     extra = services(ctx.app).extra
-    payment = extra.get("on_appointment_cancelled" if kind == "cancellation" else "on_appointment_booked")
-    if payment is not None and not (kind == "confirmation" and ctx.request.path.endswith("/reschedule")):
-        await payment(ctx.uow, a, ctx.principal)
-    hook = extra.get("appointment_events")
-    if hook is not None and kind != "none":
-        await hook(ctx.uow, a, kind)
+    pay_hook = extra.get(f"on_appointment_{payment}") if payment else None
+    if pay_hook is not None:
+        await pay_hook(ctx.uow, a, ctx.principal)
+    mail_hook = extra.get("appointment_events") if email else None
+    if mail_hook is not None:
+        await mail_hook(ctx.uow, a, email)
 
 
 @router.route("POST", "/appointments/{id}/no-show", response=AppointmentOut, tags=T)
 async def no_show(ctx: ApiContext) -> AppointmentOut:
     """Record that the patient did not attend (clinic staff, after the start)."""
     a = await svc.mark_no_show(ctx.uow, ctx.principal, ctx.path_uuid(), hub=services(ctx.app).extra.get("hub"))
-    payment = services(ctx.app).extra.get("on_appointment_cancelled")
-    if payment is not None:
-        await payment(ctx.uow, a, ctx.principal)
+    await _tell(ctx, a, payment="cancelled", email=None)
     return _out(a)
 
 
@@ -476,5 +475,5 @@ async def request_on_demand(ctx: ApiContext) -> AppointmentOut:
     a = await svc.request_on_demand(ctx.uow, ctx.principal, ctx.path_uuid("org_id"), patient_id=b.patient_id,
                                     visit_type_id=b.visit_type_id, mode=b.mode, reason=b.reason,
                                     policy=_policy(ctx))
-    await _tell(ctx, a, "none")
+    await _tell(ctx, a, payment="booked", email=None)
     return _out(a)
