@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clinic.db.base import new_id, utcnow
@@ -115,30 +115,17 @@ class AuditTrail:
         prev = (
             await self._session.execute(select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
         ).scalar_one_or_none() or GENESIS
+        rows: list[dict[str, Any]] = []
         for p in self._pending:
             h = entry_hash(p, prev)
-            self._session.add(
-                AuditEvent(
-                    id=p.id,
-                    at=p.at,
-                    actor_kind=p.actor_kind,
-                    actor_id=p.actor_id,
-                    actor_label=p.actor_label,
-                    action=p.action,
-                    object_type=p.object_type,
-                    object_id=p.object_id,
-                    organization_id=p.organization_id,
-                    patient_id=p.patient_id,
-                    source_ip=p.source_ip,
-                    outcome=p.outcome,
-                    detail=p.detail,
-                    prev_hash=prev,
-                    hash=h,
-                )
-            )
-            # Flush one by one so seq order equals chain order.
-            await self._session.flush()
+            rows.append({"id": p.id, "at": p.at, "actor_kind": p.actor_kind, "actor_id": p.actor_id,
+                         "actor_label": p.actor_label, "action": p.action, "object_type": p.object_type,
+                         "object_id": p.object_id, "organization_id": p.organization_id, "patient_id": p.patient_id,
+                         "source_ip": p.source_ip, "outcome": p.outcome, "detail": p.detail, "prev_hash": prev,
+                         "hash": h})
             prev = h
+        # Core executemany, not one ORM flush per entry: rows are sent in list order, so seq order is chain order.
+        await self._session.execute(insert(AuditEvent), rows)
         self._pending.clear()
 
 

@@ -41,6 +41,9 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
     max_upload_bytes: int = Field(10 * 1_048_576, ge=1024, le=256 * 1_048_576)
     session_hours: int = Field(12, ge=1, le=24 * 30)
+    #: How long a resolved sign-in is reused without asking the database. Changes made through this process
+    #: apply at once; other server processes see them within this many seconds. 0 turns the cache off.
+    session_cache_seconds: float = Field(5.0, ge=0, le=60)
     login_max_attempts: int = Field(5, ge=1, le=1000)
     login_window_seconds: int = Field(900, ge=10, le=86400)
     magic_link_minutes: int = Field(60 * 24, ge=1, le=60 * 24 * 30)

@@ -50,5 +50,6 @@ def engine_from_settings(settings: Settings) -> AsyncEngine:
     return make_engine(settings.effective_database_url)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+def session_factory(engine: AsyncEngine, *, info: dict[str, Any] | None = None) -> async_sessionmaker[Any]:
+    """``info`` is copied into every session (e.g. the session cache its commits keep fresh)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True, info=info or {})

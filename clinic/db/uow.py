@@ -7,13 +7,27 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from clinic.audit import AuditTrail
 
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
+
+_LOADED = "telemed.loaded"
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+def _hold(session: Session, instance: object) -> None:
+    # The identity map only holds weak references: a row a service loaded and let go of (the patient checked
+    # by the booking service, say) would be fetched again by the next service in the same transaction.
+    # Holding every loaded row for the unit of work's short life makes repeat `session.get`s free.
+    held = session.info.get(_LOADED)
+    if held is not None:
+        held.append(instance)
 
 
 class UnitOfWork:
@@ -24,6 +38,7 @@ class UnitOfWork:
 
     async def __aenter__(self) -> UnitOfWork:
         self.session: AsyncSession = self._factory()
+        self.session.info[_LOADED] = []
         self.audit = AuditTrail(self.session)
         await self.session.begin()
         return self

@@ -133,6 +133,20 @@ async def ensure_payment(uow: UnitOfWork, a: Appointment) -> Payment:
     existing = await _by_appointment(uow, a.id, lock=True)
     if existing is not None:
         return existing
+    try:
+        async with uow.session.begin_nested():
+            p = await _new_payment(uow, a)
+    except IntegrityError:
+        # A concurrent first use created it; the savepoint kept our transaction usable.
+        found = await _by_appointment(uow, a.id, lock=True)
+        if found is None:
+            raise
+        return found
+    _audit_created(uow, p)
+    return p
+
+
+async def _new_payment(uow: UnitOfWork, a: Appointment) -> Payment:
     vt = await uow.session.get(VisitType, a.visit_type_id)
     if vt is None:
         raise NotFound("visit type not found")
@@ -146,20 +160,15 @@ async def ensure_payment(uow: UnitOfWork, a: Appointment) -> Payment:
                 # Nothing to collect (free visit type, or insurance pays all): never ask the patient.
                 status=S.WAIVED if amount == 0 else S.REQUIRES_PAYMENT, method="no_charge" if amount == 0 else "",
                 status_changed_at=utcnow())
-    try:
-        async with uow.session.begin_nested():
-            uow.add(p)
-            await uow.session.flush()
-    except IntegrityError:
-        # A concurrent first use created it; the savepoint kept our transaction usable.
-        found = await _by_appointment(uow, a.id, lock=True)
-        if found is None:
-            raise
-        return found
+    uow.add(p)
+    await uow.session.flush()
+    return p
+
+
+def _audit_created(uow: UnitOfWork, p: Payment) -> None:
     uow.audit.record(SYSTEM, "payment.create", object_type="PaymentReconciliation", object_id=p.id,
                      organization_id=p.organization_id, patient_id=p.patient_id,
                      detail={"amount": p.amount, "currency": p.currency})
-    return p
 
 
 # --- provider operations (each records its own outcome; none raises for declines or outages) ---------------
@@ -312,7 +321,9 @@ async def on_appointment_booked(uow: UnitOfWork, appointment: Appointment, *,
     Never raises because of the provider: an unreachable Stripe leaves the booking standing with the
     payment pending, for :func:`retry_pending`.
     """
-    p = await ensure_payment(uow, appointment)
+    # The appointment was created in this very transaction, so no one else can have made its payment yet.
+    p = await _new_payment(uow, appointment)
+    _audit_created(uow, p)
     if _online(provider) and p.status in OPEN and p.intent_id is None:
         assert provider is not None
         try:

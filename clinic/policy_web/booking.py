@@ -12,7 +12,7 @@ from clinic.db.scheduling import VisitMode, VisitType
 from clinic.db.uow import UnitOfWork
 from clinic.errors import NotFound, PolicyDenied
 from clinic.security.authz import Principal
-from clinic.services.policy import PolicyService, Subject, presumed_condition
+from clinic.services.policy import PolicyService, Subject, in_person_history, presumed_condition
 
 #: Audit actor for decisions the engine makes on someone's behalf: the booking hook is not told who asked
 #: (the request's own "appointment.create" entry, committed in the same transaction, names them).
@@ -40,9 +40,10 @@ class EngineBookingPolicy:
         if org is None:
             raise NotFound("organization not found")
         on = start.astimezone(ZoneInfo(org.timezone)).date()
-        condition = await presumed_condition(uow, patient.id, org.id, on)
+        history = await in_person_history(uow, patient.id, on)
+        condition = presumed_condition(history, org.id)
         subject = Subject(patient=patient, organization=org, practitioner_user_id=practitioner_user_id, at=start,
-                          condition_code=condition, any_clinician=practitioner_user_id is None)
+                          condition_code=condition, any_clinician=practitioner_user_id is None, in_person=history)
         detail = {"point": "booking", "start": start.isoformat(), "mode": mode.value,
                   "visit_type": str(visit_type.id),
                   "practitioner": str(practitioner_user_id) if practitioner_user_id else None,

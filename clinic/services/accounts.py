@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Boolean, String, cast, literal, null, select, union_all
 
 from clinic.config import Settings
 from clinic.db.base import utcnow
@@ -45,7 +45,8 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def _memberships(uow: UnitOfWork, user_id: uuid.UUID) -> list[Membership]:
+async def memberships_of(uow: UnitOfWork, user_id: uuid.UUID) -> list[Membership]:
+    """A user's memberships, each with its organization loaded."""
     return list(
         (await uow.session.execute(select(Membership).where(Membership.user_id == user_id))).scalars().all()
     )
@@ -53,10 +54,48 @@ async def _memberships(uow: UnitOfWork, user_id: uuid.UUID) -> list[Membership]:
 
 async def second_factor_required(uow: UnitOfWork, user: User) -> bool:
     """Clinicians and pharmacists need TOTP unless every one of their organizations opted out."""
-    for m in await _memberships(uow, user.id):
+    for m in await memberships_of(uow, user.id):
         if m.role in STAFF_2FA_ROLES and m.organization.require_2fa:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class _Grants:
+    roles: frozenset[tuple[uuid.UUID, Role]]
+    patient_ids: frozenset[uuid.UUID]
+    #: A clinician or pharmacist role in an organization that switched 2FA off (shown as a warning).
+    org_2fa_off: bool
+
+
+async def _grants(uow: UnitOfWork, user_id: uuid.UUID) -> _Grants:
+    """Roles and the patients a user may act for (own record, or as guardian), in one round trip."""
+    rows = (
+        await uow.session.execute(
+            union_all(
+                select(literal("m"), Membership.organization_id, cast(Membership.role, String),
+                       Organization.require_2fa)
+                .join(Organization, Organization.id == Membership.organization_id)
+                .where(Membership.user_id == user_id),
+                select(literal("p"), Patient.id, null().cast(String), null().cast(Boolean))
+                .where(Patient.user_id == user_id, Patient.erased_at.is_(None)),
+                select(literal("g"), Guardian.patient_id, null().cast(String), null().cast(Boolean))
+                .where(Guardian.user_id == user_id),
+            )
+        )
+    ).all()
+    roles: set[tuple[uuid.UUID, Role]] = set()
+    patients: set[uuid.UUID] = set()
+    off = False
+    for kind, ref, role, require_2fa in rows:
+        ref = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+        if kind == "m":
+            r = Role(role)
+            roles.add((ref, r))
+            off = off or (r in STAFF_2FA_ROLES and not require_2fa)
+        else:
+            patients.add(ref)
+    return _Grants(frozenset(roles), frozenset(patients), off)
 
 
 async def build_principal(
@@ -67,28 +106,79 @@ async def build_principal(
         # Password accepted, second factor still owed: the principal can do nothing but finish sign-in.
         return Principal(kind="user", user_id=user.id, label=user.email, source_ip=source_ip,
                          session_id=session_id, extra={"mfa_pending": "1"})
-    members = await _memberships(uow, user.id)
-    patient_ids = set(
-        (
-            await uow.session.execute(
-                select(Patient.id).where(Patient.user_id == user.id, Patient.erased_at.is_(None))
-            )
-        ).scalars()
-    )
-    patient_ids |= set(
-        (await uow.session.execute(select(Guardian.patient_id).where(Guardian.user_id == user.id))).scalars()
-    )
+    return _principal(user, await _grants(uow, user.id), source_ip=source_ip, mfa_at=mfa_at, session_id=session_id)
+
+
+def _principal(user: User, grants: _Grants, *, source_ip: str, mfa_at: datetime | None,
+               session_id: uuid.UUID | None) -> Principal:
     return Principal(
         kind="user",
         user_id=user.id,
         label=user.email,
-        roles=frozenset((m.organization_id, m.role) for m in members),
+        roles=grants.roles,
         platform_admin=user.is_platform_admin,
-        patient_ids=frozenset(patient_ids),
+        patient_ids=grants.patient_ids,
         mfa_at=mfa_at,
         source_ip=source_ip,
         session_id=session_id,
     )
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    """The signed-in user as requests see it: a read-only snapshot, never a database row."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    locale: str | None
+    totp_enabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A resolved browser session; immutable, so it can be reused for a few seconds (see sessioncache)."""
+
+    id: uuid.UUID
+    user: SessionUser
+    csrf_secret: str
+    pending_mfa: bool
+    expires_at: datetime
+    #: Built with an empty ``source_ip``; each request fills in its own.
+    principal: Principal
+    org_2fa_off: bool
+
+    def valid(self, now: datetime) -> bool:
+        return self.expires_at > now
+
+
+async def resolve_session(uow: UnitOfWork, token_hash: str) -> SignedIn | None:
+    """The live session behind a cookie's token hash, or None (unknown, revoked, expired, inactive user)."""
+    row = (
+        await uow.session.execute(
+            select(WebSession, User).join(User, User.id == WebSession.user_id)
+            .where(WebSession.token_hash == token_hash)
+        )
+    ).first()
+    if row is None:
+        return None
+    ws, user = row
+    now = utcnow()
+    if ws.revoked_at is not None or ws.expires_at <= now or not user.is_active:
+        return None
+    if now - ws.last_seen_at > timedelta(minutes=1):
+        ws.last_seen_at = now
+    view = SessionUser(id=user.id, email=user.email, display_name=user.display_name, locale=user.locale,
+                       totp_enabled_at=user.totp_enabled_at)
+    if ws.pending_mfa:
+        principal = await build_principal(uow, user, mfa_at=ws.mfa_at, session_id=ws.id, restricted=True)
+        off = False
+    else:
+        grants = await _grants(uow, user.id)
+        principal = _principal(user, grants, source_ip="", mfa_at=ws.mfa_at, session_id=ws.id)
+        off = grants.org_2fa_off
+    return SignedIn(id=ws.id, user=view, csrf_secret=ws.csrf_secret, pending_mfa=ws.pending_mfa,
+                    expires_at=ws.expires_at, principal=principal, org_2fa_off=off)
 
 
 async def _new_session(
@@ -152,23 +242,6 @@ async def login_with_password(
     )
     return LoginResult(token, ws.csrf_secret, user, needs_second_factor=enrolled,
                        needs_enrollment=required and not enrolled)
-
-
-async def session_by_token(uow: UnitOfWork, token: str) -> tuple[WebSession, User] | None:
-    row = (
-        await uow.session.execute(
-            select(WebSession, User)
-            .join(User, User.id == WebSession.user_id)
-            .where(WebSession.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None:
-        return None
-    ws, user = row
-    now = utcnow()
-    if ws.revoked_at is not None or ws.expires_at <= now or not user.is_active:
-        return None
-    return ws, user
 
 
 async def verify_second_factor(

@@ -119,9 +119,12 @@ async def load(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, a
 # --- creation from bookings -----------------------------------------------------------------------------------
 
 
-async def open_for_appointment(uow: UnitOfWork, a: Appointment) -> Encounter:
-    """Every booking (scheduled or on-demand) has one encounter; called by the booking service."""
-    existing = (await uow.session.execute(
+async def open_for_appointment(uow: UnitOfWork, a: Appointment, *, created: bool = False) -> Encounter:
+    """Every booking (scheduled or on-demand) has one encounter; called by the booking service.
+
+    ``created``: the appointment was inserted in this transaction, so it cannot have an encounter yet.
+    """
+    existing = None if created else (await uow.session.execute(
         select(Encounter).where(Encounter.appointment_id == a.id))).scalar_one_or_none()
     if existing is not None:
         existing.scheduled_start = a.start if a.kind is AppointmentKind.SCHEDULED else None

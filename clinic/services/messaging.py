@@ -48,16 +48,18 @@ class Links:
         return urlsplit(self.base_url).hostname or "telemed"
 
 
-async def _context(uow: UnitOfWork, a: Appointment) -> tuple[Patient, Organization, str, Encounter | None]:
+async def _context(uow: UnitOfWork, a: Appointment) -> tuple[Patient, Organization, str, uuid.UUID | None]:
+    """The patient, clinic, clinician's name and encounter id a message about ``a`` needs."""
     patient = await uow.session.get(Patient, a.patient_id)
     org = await uow.session.get(Organization, a.organization_id)
     assert patient is not None and org is not None
     clinician = ""
     if a.practitioner_user_id is not None:
-        u = await uow.session.get(User, a.practitioner_user_id)
-        clinician = u.display_name if u else ""
-    enc = (await uow.session.execute(select(Encounter).where(Encounter.appointment_id == a.id))).scalar_one_or_none()
-    return patient, org, clinician, enc
+        clinician = (await uow.session.execute(
+            select(User.display_name).where(User.id == a.practitioner_user_id))).scalar_one_or_none() or ""
+    enc_id = (await uow.session.execute(
+        select(Encounter.id).where(Encounter.appointment_id == a.id))).scalar_one_or_none()
+    return patient, org, clinician, enc_id
 
 
 async def appointment_message(uow: UnitOfWork, notifier: Notifier, settings: Settings, a: Appointment,
@@ -68,7 +70,7 @@ async def appointment_message(uow: UnitOfWork, notifier: Notifier, settings: Set
         return
     links = Links(settings.effective_base_url)
     locale = patient.locale or settings.default_locale
-    visit_url = links.visit(enc.id) if enc else links.portal()
+    visit_url = links.visit(enc) if enc else links.portal()
     ctx = {"organization": org.name, "recipient_name": patient.full_name, "start": a.start, "end": a.end,
            "timezone": org.timezone, "clinician": clinician, "mode": a.mode.value,
            "visit_url": visit_url, "manage_url": links.portal(),
@@ -108,7 +110,7 @@ async def send_reminder(uow: UnitOfWork, notifier: Notifier, settings: Settings,
         locale = patient.locale or settings.default_locale
         when = a.start.astimezone(ZoneInfo(org.timezone)).strftime("%m/%d %H:%M")
         text = _("%(organization)s: your video visit is at %(when)s. Join: %(url)s", locale) % {
-            "organization": org.name, "when": when, "url": Links(settings.effective_base_url).visit(enc.id)}
+            "organization": org.name, "when": when, "url": Links(settings.effective_base_url).visit(enc)}
         await notifier.send_sms(uow, organization_id=org.id, to_e164=patient.phone, text=text)
     a.reminder_sent_at = utcnow()
     uow.audit.record(SYSTEM, "appointment.reminder", object_type="Appointment", object_id=a.id,

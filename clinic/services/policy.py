@@ -43,20 +43,24 @@ def _local_date(at: datetime, tz: str) -> date:
     return at.astimezone(ZoneInfo(tz)).date()
 
 
-async def _prior_visit(uow: UnitOfWork, patient: Patient, organization_id: uuid.UUID, on: date,
-                       condition_code: str | None) -> PriorVisit | None:
-    rows = (await uow.session.execute(
-        select(InPersonVisit).where(InPersonVisit.patient_id == patient.id, InPersonVisit.visit_date <= on)
+async def in_person_history(uow: UnitOfWork, patient_id: uuid.UUID, on: date) -> tuple[InPersonVisit, ...]:
+    """The patient's face-to-face visits up to ``on``, newest first (every institution)."""
+    return tuple((await uow.session.execute(
+        select(InPersonVisit).where(InPersonVisit.patient_id == patient_id, InPersonVisit.visit_date <= on)
         .order_by(InPersonVisit.visit_date.desc())
-    )).scalars().all()
-    if not rows:
+    )).scalars().all())
+
+
+def _prior_visit(history: tuple[InPersonVisit, ...], organization_id: uuid.UUID, on: date,
+                 condition_code: str | None) -> PriorVisit | None:
+    if not history:
         return None
     # Prefer the visit that helps the most: same institution and same condition, then the most recent.
     def score(v: InPersonVisit) -> tuple[bool, bool, date]:
         same_cond = bool(condition_code) and v.condition_code[:3] == (condition_code or "")[:3]
         return (v.organization_id == organization_id, same_cond, v.visit_date)
 
-    best = max(rows, key=score)
+    best = max(history, key=score)
     return PriorVisit(
         days_ago=(on - best.visit_date).days,
         same_condition=bool(condition_code) and best.condition_code[:3] == (condition_code or "")[:3],
@@ -81,12 +85,12 @@ async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: da
     ]
     if exclude_encounter_id is not None:
         cond.append(Encounter.id != exclude_encounter_id)
-    tele = (await uow.session.execute(select(func.count(Encounter.id)).where(*cond))).scalar_one()
-    inperson = (await uow.session.execute(
+    tele, inperson = (await uow.session.execute(select(
+        select(func.count(Encounter.id)).where(*cond).scalar_subquery(),
         select(func.count(InPersonVisit.id)).where(
             InPersonVisit.organization_id == organization_id, InPersonVisit.visit_date >= month_start.date()
-        )
-    )).scalar_one()
+        ).scalar_subquery(),
+    ))).one()
     if declared_in_person is None:
         org = await uow.session.get(Organization, organization_id)
         declared_in_person = org.monthly_in_person_visits if org is not None else 0
@@ -114,21 +118,18 @@ async def _org_licenses(uow: UnitOfWork, organization_id: uuid.UUID, on: date) -
     return tuple(sorted({lic.jurisdiction for lic in rows if lic.expires_on is None or lic.expires_on >= on}))
 
 
-async def presumed_condition(uow: UnitOfWork, patient_id: uuid.UUID, organization_id: uuid.UUID,
-                             on: date) -> str | None:
-    """The condition of the patient's latest face-to-face visit at this institution, if any.
+def presumed_condition(history: tuple[InPersonVisit, ...], organization_id: uuid.UUID) -> str | None:
+    """The condition of the patient's latest face-to-face visit at this institution, if any (``history`` as
+    from :func:`in_person_history`, newest first).
 
     At booking the condition of the coming visit is not known. Revisit rules (KR from 2027) ask for the
     same condition, so the booking check presumes a follow-up of the last in-person visit here; the
     admission check, made with the condition the clinician confirms, is the binding one.
     """
-    code = (await uow.session.execute(
-        select(InPersonVisit.condition_code).where(
-            InPersonVisit.patient_id == patient_id, InPersonVisit.organization_id == organization_id,
-            InPersonVisit.visit_date <= on, InPersonVisit.condition_code != "",
-        ).order_by(InPersonVisit.visit_date.desc()).limit(1)
-    )).scalar_one_or_none()
-    return code
+    for v in history:
+        if v.organization_id == organization_id and v.condition_code:
+            return v.condition_code
+    return None
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class Subject:
     encounter_id: uuid.UUID | None = None
     #: No practitioner is chosen yet (on-demand requests): use the licences of the organization's clinicians.
     any_clinician: bool = False
+    #: The patient's in-person history up to the decision's date, when the caller already loaded it.
+    in_person: tuple[InPersonVisit, ...] | None = None
 
 
 class PolicyService:
@@ -161,7 +164,9 @@ class PolicyService:
             age=p.age_on(on),
             groups=tuple(active_groups(p, on)),
             chronic=is_chronic(p, on),
-            prior_in_person=await _prior_visit(uow, p, org.id, on, subject.condition_code),
+            prior_in_person=_prior_visit(
+                subject.in_person if subject.in_person is not None else await in_person_history(uow, p.id, on),
+                org.id, on, subject.condition_code),
         )
         provider = ProviderFacts(
             institution_level="hospital" if org.kind is OrgKind.HOSPITAL else "clinic",

@@ -180,25 +180,27 @@ def _dispatch(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamRe
         idem_key = request.headers.get(IDEMPOTENCY_HEADER) if spec.idempotent else None
         actor = principal.actor_id
         req_hash = ""
-        if idem_key is not None:
-            if not _KEY_RE.match(idem_key):
-                raise Invalid("bad Idempotency-Key", fields={IDEMPOTENCY_HEADER: "8-200 chars of [A-Za-z0-9_-:.]"})
-            req_hash = _request_hash(spec, request, body_raw)
-            replay = await _stored_response(svc.uow_factory(), actor, idem_key, req_hash)
-            if replay is not None:
-                return replay
+        if idem_key is not None and not _KEY_RE.match(idem_key):
+            raise Invalid("bad Idempotency-Key", fields={IDEMPOTENCY_HEADER: "8-200 chars of [A-Za-z0-9_-:.]"})
 
         async with svc.uow_factory() as uow:
+            if idem_key is not None:
+                req_hash = _request_hash(spec, request, body_raw)
+                replay = await _stored_response(uow, actor, idem_key, req_hash)
+                if replay is not None:
+                    return replay
             ctx = ApiContext(request=request, principal=principal, uow=uow, body=body, query=query)
             result = await spec.handler(ctx)
             if isinstance(result, web.StreamResponse):
                 await uow.commit()
                 return result
-            payload = result.model_dump(mode="json") if result is not None else None
+            payload: bytes | None = None
+            if result is not None:
+                payload = result.model_dump_json().encode()
             if idem_key is not None:
                 uow.add(IdempotencyRecord(actor=actor, key=idem_key, method=spec.method, path=request.path,
                                           request_hash=req_hash, status_code=spec.status,
-                                          response={"body": payload}))
+                                          response={"body": None if payload is None else json.loads(payload)}))
             try:
                 await uow.commit()
             except IntegrityError:
@@ -206,33 +208,33 @@ def _dispatch(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamRe
                     raise
                 # A concurrent retry with the same key won the race; answer with its result.
                 await uow.rollback()
-                replay = await _stored_response(svc.uow_factory(), actor, idem_key, req_hash)
+                async with svc.uow_factory() as again:
+                    replay = await _stored_response(again, actor, idem_key, req_hash)
                 if replay is not None:
                     return replay
                 raise
         if payload is None:
             return web.Response(status=204 if spec.status == 200 else spec.status)
-        return web.json_response(payload, status=spec.status)
+        return web.Response(body=payload, status=spec.status, content_type="application/json")
 
     handle.__name__ = spec.handler.__name__
     return handle
 
 
 async def _stored_response(uow: UnitOfWork, actor: str, key: str, req_hash: str) -> web.Response | None:
-    async with uow:
-        rec = (
-            await uow.session.execute(
-                select(IdempotencyRecord).where(IdempotencyRecord.actor == actor, IdempotencyRecord.key == key)
-            )
-        ).scalar_one_or_none()
-        if rec is None:
-            return None
-        if rec.request_hash != req_hash:
-            raise Conflict("Idempotency-Key was already used for a different request", code="idempotency_key_reused")
-        body = rec.response.get("body")
-        if body is None:
-            return web.Response(status=204)
-        return web.json_response(body, status=rec.status_code, headers={"Idempotent-Replayed": "true"})
+    rec = (
+        await uow.session.execute(
+            select(IdempotencyRecord).where(IdempotencyRecord.actor == actor, IdempotencyRecord.key == key)
+        )
+    ).scalar_one_or_none()
+    if rec is None:
+        return None
+    if rec.request_hash != req_hash:
+        raise Conflict("Idempotency-Key was already used for a different request", code="idempotency_key_reused")
+    body = rec.response.get("body")
+    if body is None:
+        return web.Response(status=204)
+    return web.json_response(body, status=rec.status_code, headers={"Idempotent-Replayed": "true"})
 
 
 def mount(app: web.Application, routers: list[ApiRouter]) -> list[RouteSpec]:

@@ -13,7 +13,10 @@ from prometheus_client import CollectorRegistry
 from clinic import __version__
 from clinic.config import Settings
 from clinic.db.engine import engine_from_settings, session_factory
+from clinic.security import sessioncache
 from clinic.security.ratelimit import RateLimiter
+from clinic.security.sessioncache import SessionCache
+from clinic.services.accounts import SignedIn
 from clinic.web import health, middleware, pages
 from clinic.web.api import ApiRouter, RouteSpec, mount, openapi_document
 from clinic.web.context import SERVICES, Services, services
@@ -58,10 +61,12 @@ async def openapi_handler(request: web.Request) -> web.Response:
 def create_app(settings: Settings, *, extra_routers: list[ApiRouter] | None = None,
                overrides: dict[str, Any] | None = None) -> web.Application:
     engine = engine_from_settings(settings)
+    session_cache: SessionCache[SignedIn] = SessionCache(settings.session_cache_seconds)
     svc = Services(
         settings=settings,
         engine=engine,
-        sessionmaker=session_factory(engine),
+        sessionmaker=session_factory(engine, info={sessioncache.INFO_KEY: session_cache}),
+        session_cache=session_cache,
         login_limiter=RateLimiter(settings.login_max_attempts, settings.login_window_seconds),
         mfa_limiter=RateLimiter(settings.login_max_attempts, settings.login_window_seconds),
         metrics=CollectorRegistry(),

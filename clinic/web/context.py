@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -13,6 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from clinic.config import Settings
 from clinic.db.uow import UnitOfWork
 from clinic.security.ratelimit import RateLimiter
+from clinic.security.sessioncache import SessionCache
+
+if TYPE_CHECKING:
+    from clinic.services.accounts import SignedIn
 
 
 @dataclass
@@ -23,6 +27,8 @@ class Services:
     login_limiter: RateLimiter
     mfa_limiter: RateLimiter
     metrics: CollectorRegistry
+    #: Resolved browser sessions, reused for ``settings.session_cache_seconds``; see clinic.security.sessioncache.
+    session_cache: SessionCache[SignedIn]
     #: Named components added by feature modules (hub, mailer, policy, relay, payments …).
     extra: dict[str, Any] = field(default_factory=dict)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

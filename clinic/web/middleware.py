@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import replace
 
 from aiohttp import web
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from clinic.db.base import utcnow
 from clinic.errors import DomainError, TooManyRequests
 from clinic.security.authz import ANONYMOUS, Principal
-from clinic.security.secrets import constant_time_equals, new_token
+from clinic.security.secrets import constant_time_equals, hash_token, new_token
 from clinic.services import accounts
 from clinic.web import i18n
 from clinic.web.api import error_response
@@ -163,26 +163,21 @@ async def identity(request: web.Request, handler: Handler) -> web.StreamResponse
         request["principal"] = p
         request["auth_via"] = "token"
     elif token:
-        async with svc.uow_factory() as uow:
-            found = await accounts.session_by_token(uow, token)
-            if found is not None:
-                ws, user = found
-                now = utcnow()
-                if now - ws.last_seen_at > timedelta(minutes=1):
-                    ws.last_seen_at = now
-                request["principal"] = await accounts.build_principal(
-                    uow, user, source_ip=ip, mfa_at=ws.mfa_at, session_id=ws.id, restricted=ws.pending_mfa
-                )
-                request["user"] = user
-                request["web_session"] = ws
-                request["csrf_token"] = ws.csrf_secret
-                request["auth_via"] = "cookie"
-                if not ws.pending_mfa:
-                    request["org_2fa_off"] = any(
-                        m.role.value in ("clinician", "pharmacist") and not m.organization.require_2fa
-                        for m in user.memberships
-                    )
-            await uow.commit()
+        key = hash_token(token)
+        signed_in = svc.session_cache.get(key)
+        if signed_in is None:
+            async with svc.uow_factory() as uow:
+                signed_in = await accounts.resolve_session(uow, key)
+                await uow.commit()
+            if signed_in is not None:
+                svc.session_cache.put(key, signed_in.user.id, signed_in)
+        if signed_in is not None and signed_in.valid(utcnow()):
+            request["principal"] = replace(signed_in.principal, source_ip=ip)
+            request["user"] = signed_in.user
+            request["web_session"] = signed_in
+            request["csrf_token"] = signed_in.csrf_secret
+            request["auth_via"] = "cookie"
+            request["org_2fa_off"] = signed_in.org_2fa_off
     return await handler(request)
 
 

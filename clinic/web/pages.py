@@ -87,7 +87,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     raise resp
 
 
-def _pending(request: web.Request) -> tuple[accounts.WebSession, User]:
+def _pending(request: web.Request) -> tuple[accounts.SignedIn, accounts.SessionUser]:
     ws = request.get("web_session")
     user = request.get("user")
     if ws is None or user is None:
@@ -196,7 +196,9 @@ async def account_page(request: web.Request) -> web.Response:
     p = request["principal"]
     if not p.authenticated or p.extra.get("mfa_pending"):
         raise web.HTTPFound("/login?next=/account")
-    return render(request, "account.html", {"saved": request.query.get("saved")})
+    async with services(request.app).uow_factory() as uow:
+        memberships = await accounts.memberships_of(uow, p.user_id)
+    return render(request, "account.html", {"saved": request.query.get("saved"), "memberships": memberships})
 
 
 async def set_language(request: web.Request) -> web.StreamResponse:

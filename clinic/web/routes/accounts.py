@@ -99,7 +99,7 @@ async def login(ctx: ApiContext) -> web.Response:
     return resp
 
 
-def _session(ctx: ApiContext) -> tuple[accounts.WebSession, User]:
+def _session(ctx: ApiContext) -> tuple[accounts.SignedIn, accounts.SessionUser]:
     ws = ctx.request.get("web_session")
     user = ctx.request.get("user")
     if ws is None or user is None:
