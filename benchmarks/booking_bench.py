@@ -131,7 +131,8 @@ async def run(args: argparse.Namespace) -> None:
                 port = sk.getsockname()[1]
             env = {**os.environ, "TELEMED_DATABASE_URL": url, "TELEMED_DATA_DIR": tmp, "TELEMED_PORT": str(port),
                    "TELEMED_SECRET_KEY": "bench-secret-" + "x" * 40, "TELEMED_LOGIN_MAX_ATTEMPTS": "1000",
-                   "TELEMED_RUN_JOBS": "false", "TELEMED_LOG_LEVEL": "WARNING"}
+                   "TELEMED_RUN_JOBS": "false", "TELEMED_LOG_LEVEL": "WARNING",
+                   "TELEMED_WORKERS": str(args.workers), "TELEMED_REDIS_URL": args.redis if args.workers > 1 else ""}
             proc = subprocess.Popen([sys.executable, "-m", "clinic.cli", "serve"], env=env)  # noqa: ASYNC220
             try:
                 for _ in range(300):
@@ -142,7 +143,8 @@ async def run(args: argparse.Namespace) -> None:
                         if proc.poll() is not None:
                             raise RuntimeError("the server did not start") from None
                         await asyncio.sleep(0.1)
-                await drive(f"http://127.0.0.1:{port}", args, org_id, vt_id, patients)
+                await all_workers_up(f"http://127.0.0.1:{port}", args.workers)
+                await drive(f"http://127.0.0.1:{port}", args, org_id, vt_id, patients, proc.pid)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -160,8 +162,35 @@ async def run(args: argparse.Namespace) -> None:
         await admin_exec(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def all_workers_up(root: str, workers: int) -> None:
+    """Connections are spread over the workers listening when they open: wait until every worker listens."""
+    if workers == 1:
+        return
+    seen: set[int] = set()
+    while len(seen) < workers:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            async with http.get(f"{root}/healthz") as r:
+                seen.add((await r.json())["worker"])
+        await asyncio.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process and its children (the workers), from Linux /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+    return user, system
+
+
 async def drive(root: str, args: argparse.Namespace, org_id: uuid.UUID, vt_id: uuid.UUID,
-                patients: list[tuple[str, uuid.UUID]]) -> None:
+                patients: list[tuple[str, uuid.UUID]], server_pid: int) -> None:
     day = datetime.now(UTC).date() + timedelta(days=3)
     search_ms: list[float] = []
     cycle_ms: list[float] = []
@@ -221,11 +250,17 @@ async def drive(root: str, args: argparse.Namespace, org_id: uuid.UUID, vt_id: u
     # Sign-ins (CPU-bound argon2) are not what is measured: start the clock once every client is in.
     await all_ready.wait()
     start_gate.set()
+    cpu0 = cpu_seconds(server_pid)
     t0 = clock.perf_counter()
     await asyncio.gather(*tasks)
     wall = clock.perf_counter() - t0
+    requests = len(search_ms) + len(book_ok_ms) + len(book_conflict_ms)
+    cpu1 = cpu_seconds(server_pid)
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    cpu = user + system
     print(f"clients={len(patients)} rounds={args.rounds} think={args.think}s wall={wall:.1f}s "
-          f"throughput={(len(search_ms) + len(book_ok_ms) + len(book_conflict_ms)) / wall:.0f} req/s")
+          f"throughput={requests / wall:.0f} req/s  server CPU {cpu / max(requests, 1) * 1000:.1f} ms/request "
+          f"({cpu / wall * 100:.0f}% of a core, {system / max(cpu, 1e-9) * 100:.0f}% of it in the kernel)")
     report("slot search (1 day, 10 docs)", search_ms)
     report("booking 201", book_ok_ms)
     report("booking 409 slot_taken", book_conflict_ms)
@@ -239,6 +274,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2, help="server processes (TELEMED_WORKERS)")
+    ap.add_argument("--redis", default=os.environ.get("TELEMED_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                    help="Redis for the workers' live-page fan-out")
     ap.add_argument("--think", type=float, default=2.0, help="mean seconds between a client's cycles (0: closed loop)")
     ap.add_argument("--pg", default=os.environ.get("TELEMED_TEST_PG_URL",
                                                    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"))

@@ -146,9 +146,7 @@ def cmd_demo_visit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from clinic.web.app import create_app
+    from clinic import serve
 
     overrides = {}
     if args.host:
@@ -157,17 +155,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     try:
         settings = load_settings(**overrides)
+        if settings.workers > 1 and not settings.redis_url:
+            raise SettingsError("TELEMED_WORKERS: more than one worker needs TELEMED_REDIS_URL "
+                                "(live pages and sign-outs must reach every worker)")
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.worker_index is not None:
+        serve.run_worker(settings, args.worker_index)
+        return 0
     if args.migrate:
         asyncio.run(_migrate(settings))
-    app = create_app(settings)
-    print(f"serving on {settings.effective_base_url}  (database: {_redact(settings.effective_database_url)})",
-          flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
-    return 0
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+    print(f"serving on {settings.effective_base_url}  (database: {_redact(settings.effective_database_url)}"
+          f"{workers})", flush=True)
+    if settings.workers == 1:
+        serve.run_worker(settings, None)
+        return 0
+    tail = [*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port else [])]
+    return serve.supervise(settings, tail)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--migrate", action="store_true", help="apply migrations first")
+    s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     s.set_defaults(fn=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
     sub.add_parser("seed-demo", help="create demo organizations and users").set_defaults(fn=cmd_seed_demo)

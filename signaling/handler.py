@@ -1051,6 +1051,12 @@ async def _stop(app: web.Application) -> None:
 
 def install(app: web.Application) -> None:
     svcs = services(app)
+    if svcs.extra.get("signal_owner_socket"):
+        # Another worker hosts the call rooms (clinic.serve): forward the socket there, run no relay here.
+        from signaling.forward import forward_socket
+
+        app.router.add_get("/ws/signal/{encounter_id}", forward_socket)
+        return
     mgr = svcs.extra.setdefault(MANAGER_KEY, CallManager(app))
     _metrics(app, mgr)
     app.on_startup.append(_start)

@@ -8,7 +8,8 @@ Staleness is bounded two ways:
 * every commit made through a watched session factory that touches what a snapshot is built from (sessions,
   users, memberships, organizations, patients, guardians) evicts the affected users' snapshots at once, so in a
   single-process install a sign-out, a revoked role or a deactivated account takes effect on the next request;
-* another process's changes (several server processes on one database) are seen within ``ttl`` seconds.
+* another process's changes are seen within ``ttl`` seconds, and at once where its evictions are passed on
+  (the workers of one server do so through Redis, see clinic.web.live).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SessionCache(Generic[V]):
         self.maxsize = maxsize
         self._clock = clock
         self._items: OrderedDict[str, tuple[float, uuid.UUID, V]] = OrderedDict()
+        #: Told of every eviction made here (users, or None for all), to pass on to other server processes.
+        self.announce: Callable[[frozenset[uuid.UUID] | None], None] | None = None
 
     def get(self, key: str) -> V | None:
         hit = self._items.get(key)
@@ -64,17 +67,18 @@ class SessionCache(Generic[V]):
         while len(self._items) > self.maxsize:
             self._items.popitem(last=False)
 
-    def evict_users(self, user_ids: Iterable[uuid.UUID]) -> None:
-        gone = set(user_ids)
+    def evict_users(self, user_ids: Iterable[uuid.UUID], *, announce: bool = True) -> None:
+        gone = frozenset(user_ids)
         if gone:
             for key in [k for k, (_, uid, _) in self._items.items() if uid in gone]:
                 del self._items[key]
+            if announce and self.announce is not None:
+                self.announce(gone)
 
-    def discard(self, key: str) -> None:
-        self._items.pop(key, None)
-
-    def clear(self) -> None:
+    def clear(self, *, announce: bool = True) -> None:
         self._items.clear()
+        if announce and self.announce is not None:
+            self.announce(None)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -119,10 +119,12 @@ async def load(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, a
 # --- creation from bookings -----------------------------------------------------------------------------------
 
 
-async def open_for_appointment(uow: UnitOfWork, a: Appointment, *, created: bool = False) -> Encounter:
+async def open_for_appointment(uow: UnitOfWork, a: Appointment, *, created: bool = False,
+                               flush: bool = True) -> Encounter:
     """Every booking (scheduled or on-demand) has one encounter; called by the booking service.
 
     ``created``: the appointment was inserted in this transaction, so it cannot have an encounter yet.
+    ``flush=False`` leaves the insert to the caller's next flush.
     """
     existing = None if created else (await uow.session.execute(
         select(Encounter).where(Encounter.appointment_id == a.id))).scalar_one_or_none()
@@ -136,7 +138,8 @@ async def open_for_appointment(uow: UnitOfWork, a: Appointment, *, created: bool
                   scheduled_start=a.start if a.kind is AppointmentKind.SCHEDULED else None,
                   chief_complaint=a.reason[:2000])
     uow.add(e)
-    await uow.session.flush()
+    if flush:
+        await uow.session.flush()
     return e
 
 

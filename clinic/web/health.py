@@ -46,7 +46,11 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    body: dict[str, object] = {"status": "ok"}
+    worker = services(request.app).extra.get("worker_index")
+    if worker is not None:  # several worker processes (clinic.serve): which one answered
+        body["worker"] = worker
+    return web.json_response(body)
 
 
 async def readyz(request: web.Request) -> web.Response:

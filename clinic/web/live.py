@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from clinic.db.models import Role
 from clinic.errors import DomainError, Forbidden, Unauthenticated
 from clinic.photos import PhotoStore
-from clinic.realtime import LocalHub, make_hub
+from clinic.realtime import LocalHub, RedisHub, make_hub
 from clinic.security.authz import Principal
 from clinic.services import encounters as svc
 from clinic.web.context import services
@@ -193,11 +193,51 @@ async def waiting_socket(request: web.Request) -> web.StreamResponse:
         relay.close()
 
 
+SIGN_INS_TOPIC = "sign-ins"
+_SHARING: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("telemed_sign_in_sharing")
+
+
 async def _start(app: web.Application) -> None:
-    await hub_of(app).start()
+    hub = hub_of(app)
+    await hub.start()
+    if isinstance(hub, RedisHub):
+        _share_evictions(app, hub)
+
+
+def _share_evictions(app: web.Application, hub: RedisHub) -> None:
+    """Other processes drop a sign-in this one evicted (sign-out, revoked role) at once, not after the TTL."""
+    cache = services(app).session_cache
+    tasks = app[_SHARING]
+    sub = hub.subscribe(SIGN_INS_TOPIC)
+
+    def announce(users: frozenset[uuid.UUID] | None) -> None:
+        message = {"users": None if users is None else [str(u) for u in users]}
+        task = asyncio.get_running_loop().create_task(hub.publish(SIGN_INS_TOPIC, message))
+        tasks.append(task)
+        task.add_done_callback(tasks.remove)
+
+    async def apply() -> None:
+        try:
+            async for message in sub:
+                users = message.get("users")
+                if users is None:
+                    cache.clear(announce=False)
+                elif isinstance(users, list):
+                    cache.evict_users((uuid.UUID(u) for u in users), announce=False)
+        finally:
+            sub.close()
+
+    cache.announce = announce
+    tasks.append(asyncio.get_running_loop().create_task(apply()))
 
 
 async def _stop(app: web.Application) -> None:
+    services(app).session_cache.announce = None
+    tasks = app[_SHARING]
+    for task in tasks.copy():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await hub_of(app).close()
 
 
@@ -206,6 +246,7 @@ def install(app: web.Application) -> None:
     svcs.extra.setdefault("hub", make_hub(svcs.settings.redis_url))
     svcs.extra.setdefault("photo_store", PhotoStore(svcs.settings.data_dir / "photos", svcs.settings.secret_key))
     app[OPEN_SOCKETS] = weakref.WeakSet()
+    app[_SHARING] = []
     app.on_startup.append(_start)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_stop)

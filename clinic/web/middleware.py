@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from clinic.db.base import utcnow
@@ -36,6 +37,9 @@ def is_api(request: web.Request) -> bool:
 
 def client_ip(request: web.Request) -> str:
     peer = request.remote or ""
+    if not peer:
+        # A Unix-socket peer is another worker of this server (clinic.serve) forwarding its caller's address.
+        return request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
     trusted = services(request.app).settings.trusted_proxies
     if trusted and peer:
         try:
@@ -135,7 +139,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if is_api(request):
             return error_response(503, "busy", "the server is busy; retry shortly", headers={"Retry-After": "2"})
         return web.Response(status=503, text="Busy, please retry.", headers={"Retry-After": "2"})
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            # The database went away under us (restart, failover); the pool is renewed, so a retry succeeds.
+            log.warning("database connection lost on %s %s; pool renewed", request.method, request.path)
+            if is_api(request):
+                return error_response(503, "database_reconnecting", "the database connection was reset; retry",
+                                      headers={"Retry-After": "1"})
+            return web.Response(status=503, text="Please retry.", headers={"Retry-After": "1"})
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path,
                       request.get("request_id"))
         if is_api(request):
