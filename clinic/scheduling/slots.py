@@ -9,10 +9,12 @@ nor phantom slots).
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -80,7 +82,8 @@ class ScheduleSpec:
     practitioner_user_id: uuid.UUID | None = None
 
 
-@dataclass(frozen=True, order=True)
+# slots=True: generated slots are memoized (see _day_slots), so each one's footprint counts.
+@dataclass(frozen=True, order=True, slots=True)
 class Slot:
     start: datetime
     end: datetime
@@ -146,6 +149,98 @@ def can_cancel(appointment_start: datetime, now: datetime, window_hours: int) ->
     return appointment_start - now >= timedelta(hours=window_hours)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_DAY = timedelta(days=1)
+
+
+# Slot arithmetic runs on whole epoch seconds. These are exact (float ``timestamp()`` is not), so an instant
+# with microseconds compares with a whole second exactly as the datetimes themselves would.
+def _floor_s(dt: datetime) -> int:
+    d = dt - _EPOCH
+    return d.days * 86400 + d.seconds
+
+
+def _ceil_s(dt: datetime) -> int:
+    d = dt - _EPOCH
+    return d.days * 86400 + d.seconds + (1 if d.microseconds else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """Slots one source (a local day's rules, or the extra hours) offers, before busy time, ``now`` and the
+    search window are applied; ``starts`` parallels ``slots`` for bisecting."""
+
+    starts: tuple[int, ...]
+    slots: tuple[Slot, ...]
+
+
+_NONE = _Candidates((), ())
+
+
+def _candidates(spec: ScheduleSpec, visit_type_id: uuid.UUID, duration_minutes: int,
+                windows: list[Interval]) -> _Candidates:
+    tz = ZoneInfo(spec.timezone)
+    d = duration_minutes * 60
+    blocked = [(_floor_s(iv.start), _ceil_s(iv.end))
+               for iv in (ex.interval(tz) for ex in spec.exceptions if ex.kind is not ExceptionKind.EXTRA)]
+    starts: set[int] = set()
+    for w in windows:
+        first, last = _ceil_s(w.start), _floor_s(w.end)  # a slot may start at or after w.start, end by w.end
+        near = [(b0, b1) for b0, b1 in blocked if b0 < last and b1 > first]
+        t = -(-first // _GRID_S) * _GRID_S
+        while t + d <= last:
+            # [t, t+d) overlaps [b0, b1): both sides are exact, see _floor_s/_ceil_s.
+            if not any(t < b1 and b0 < t + d for b0, b1 in near):
+                starts.add(t)
+            t += d
+    if not starts:
+        return _NONE
+    ordered = sorted(starts)
+    # Back-to-back slots share their boundary instants rather than holding two equal datetimes.
+    instants: dict[int, datetime] = {}
+
+    def at(ts: int) -> datetime:
+        dt = instants.get(ts)
+        if dt is None:
+            dt = instants[ts] = _EPOCH + timedelta(seconds=ts)
+        return dt
+
+    pid = spec.practitioner_user_id
+    return _Candidates(tuple(ordered), tuple(Slot(at(t), at(t + d), pid, visit_type_id) for t in ordered))
+
+
+# An entry is one practitioner-day and visit type: ~8 kB for 12 hours of 15-minute visits, so ~8 MB when full
+# of such days. Keyed on the whole spec, so any change to rules, exceptions or zone simply misses.
+@lru_cache(maxsize=1024)
+def _day_slots(spec: ScheduleSpec, visit_type_id: uuid.UUID, duration_minutes: int, day: date) -> _Candidates:
+    """What a local day's weekly rules offer."""
+    if spec.holiday_country and is_public_holiday(spec.holiday_country, day):
+        return _NONE
+    tz = ZoneInfo(spec.timezone)
+    windows = [Interval(local_instant(day, r.start, tz), local_instant(day, r.end, tz))
+               for r in spec.rules if r.applies(day, visit_type_id)]
+    return _candidates(spec, visit_type_id, duration_minutes, windows) if windows else _NONE
+
+
+@lru_cache(maxsize=256)
+def _extra_slots(spec: ScheduleSpec, visit_type_id: uuid.UUID, duration_minutes: int) -> _Candidates:
+    """What extra-hours exceptions offer, whatever the day (a search loads only the ones near its window)."""
+    tz = ZoneInfo(spec.timezone)
+    windows = [ex.interval(tz) for ex in spec.exceptions if ex.kind is ExceptionKind.EXTRA]
+    return _candidates(spec, visit_type_id, duration_minutes, windows)
+
+
+def _disjoint(parts: list[_Candidates]) -> list[_Candidates]:
+    """The sources as a list of ordered, non-overlapping runs, so each can be bisected on its own."""
+    parts = [p for p in parts if p.starts]
+    if all(a.starts[-1] < b.starts[0] for a, b in pairwise(parts)):
+        return parts
+    # Overlapping sources (extra hours inside working hours, or a DST oddity): one slot per start.
+    by_start = {t: s for p in parts for t, s in zip(p.starts, p.slots, strict=True)}
+    ordered = sorted(by_start)
+    return [_Candidates(tuple(ordered), tuple(by_start[t] for t in ordered))]
+
+
 def generate_slots(
     spec: ScheduleSpec,
     *,
@@ -156,34 +251,42 @@ def generate_slots(
     busy: Iterable[Interval] = (),
 ) -> list[Slot]:
     """Free slots whose start lies in ``window``: rules and extra hours, minus vacations, unavailability,
-    public holidays, busy time and anything not strictly in the future."""
+    public holidays, busy time and anything not strictly in the future.
+
+    The busy-independent part is memoized per practitioner-day; only the window, ``now`` and busy time are
+    applied per call. The returned (frozen) Slot objects may be shared between calls."""
     tz = ZoneInfo(spec.timezone)
-    duration = timedelta(minutes=duration_minutes)
-    first_day = window.start.astimezone(tz).date() - timedelta(days=1)
+    day = window.start.astimezone(tz).date() - _ONE_DAY
     last_day = window.end.astimezone(tz).date()
-    open_windows: list[Interval] = []
-    day = first_day
+    parts: list[_Candidates] = []
     while day <= last_day:
-        if not (spec.holiday_country and is_public_holiday(spec.holiday_country, day)):
-            open_windows.extend(
-                Interval(local_instant(day, r.start, tz), local_instant(day, r.end, tz))
-                for r in spec.rules
-                if r.applies(day, visit_type_id)
-            )
-        day += timedelta(days=1)
-    blocked: list[Interval] = []
-    for ex in spec.exceptions:
-        (open_windows if ex.kind is ExceptionKind.EXTRA else blocked).append(ex.interval(tz))
-    taken = {c for b in busy for c in grid_cells(b.start, b.end)}
-    starts: set[datetime] = set()
-    for w in open_windows:
-        t = ceil_grid(w.start)
-        while t + duration <= w.end:
-            if window.start <= t < window.end and t > now:
-                slot = Interval(t, t + duration)
-                if not any(slot.overlaps(b) for b in blocked) and not any(
-                    c in taken for c in grid_cells(slot.start, slot.end)
-                ):
-                    starts.add(t)
-            t += duration
-    return [Slot(s, s + duration, spec.practitioner_user_id, visit_type_id) for s in sorted(starts)]
+        parts.append(_day_slots(spec, visit_type_id, duration_minutes, day))
+        day += _ONE_DAY
+    if any(ex.kind is ExceptionKind.EXTRA for ex in spec.exceptions):
+        parts.append(_extra_slots(spec, visit_type_id, duration_minutes))
+    # window.start <= t < window.end and t > now, for whole-second t.
+    first, stop = max(_ceil_s(window.start), _floor_s(now) + 1), _ceil_s(window.end)
+    taken: set[int] = set()
+    for b in busy:
+        c, end = _floor_s(b.start), _ceil_s(b.end)
+        c -= c % _GRID_S
+        while c < end:
+            taken.add(c)
+            c += _GRID_S
+    # A slot at t holds the grid cells from floor_grid(t) up to t + d: it is busy iff some taken cell c has
+    # t - GRID < c < t + d.
+    cells = sorted(taken)
+    d = duration_minutes * 60
+    out: list[Slot] = []
+    for part in _disjoint(parts):
+        lo = bisect_left(part.starts, first)
+        hi = bisect_left(part.starts, stop, lo)
+        if not cells:
+            out.extend(part.slots[lo:hi])
+            continue
+        for k in range(lo, hi):
+            t = part.starts[k]
+            x = bisect_right(cells, t - _GRID_S)
+            if x == len(cells) or cells[x] >= t + d:
+                out.append(part.slots[k])
+    return out

@@ -9,15 +9,22 @@ Notifications (e-mail, ICS) are not sent from here: every state change returns t
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
+from operator import attrgetter
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import raiseload
 
-from clinic.db.base import utcnow
+from clinic.db.base import new_id, utcnow
 from clinic.db.clinical import Patient, Practitioner
 from clinic.db.models import Membership, Organization, Role
 from clinic.db.scheduling import (
@@ -386,19 +393,23 @@ async def remove_exception(uow: UnitOfWork, principal: Principal, org_id: uuid.U
                      organization_id=org_id, detail={"exception": str(exception_id)})
 
 
+def _rule_spec(weekday: int, start: time, end: time, visit_type_ids: Iterable[Any], valid_from: date | None,
+               valid_to: date | None) -> RuleSpec:
+    return RuleSpec(weekday, start, end, frozenset(uuid.UUID(str(v)) for v in visit_type_ids), valid_from, valid_to)
+
+
+def _exception_spec(kind: ExceptionKind, start_date: date | None, end_date: date | None, start_at: datetime | None,
+                    end_at: datetime | None) -> DateException:
+    return DateException(kind, start_date, end_date, Interval(start_at, end_at) if start_at and end_at else None)
+
+
 def schedule_spec(s: Schedule) -> ScheduleSpec:
     return ScheduleSpec(
         timezone=s.timezone,
-        rules=tuple(
-            RuleSpec(r.weekday, r.start, r.end, frozenset(uuid.UUID(str(v)) for v in r.visit_type_ids),
-                     r.valid_from, r.valid_to)
-            for r in s.rules
-        ),
-        exceptions=tuple(
-            DateException(e.kind, e.start_date, e.end_date,
-                          Interval(e.start_at, e.end_at) if e.start_at and e.end_at else None)
-            for e in s.exceptions
-        ),
+        rules=tuple(_rule_spec(r.weekday, r.start, r.end, r.visit_type_ids, r.valid_from, r.valid_to)
+                    for r in s.rules),
+        exceptions=tuple(_exception_spec(e.kind, e.start_date, e.end_date, e.start_at, e.end_at)
+                         for e in s.exceptions),
         holiday_country=s.holiday_country if s.observe_public_holidays else None,
         practitioner_user_id=s.practitioner_user_id,
     )
@@ -416,53 +427,201 @@ def check_range(start: datetime, end: datetime, max_days: int = MAX_SEARCH_DAYS)
         raise Invalid("range too long", fields={"to": f"at most {max_days} days after from"})
 
 
-async def _busy(uow: UnitOfWork, practitioners: list[uuid.UUID], start: datetime,
-                end: datetime) -> dict[uuid.UUID, list[Interval]]:
-    out: dict[uuid.UUID, list[Interval]] = {p: [] for p in practitioners}
-    if not practitioners:
-        return out
-    rows = await uow.session.execute(
-        select(SlotClaim.practitioner_user_id, SlotClaim.slot_start).where(
-            SlotClaim.practitioner_user_id.in_(practitioners),
-            SlotClaim.slot_start >= start - timedelta(hours=4), SlotClaim.slot_start < end + timedelta(hours=4),
-        )
+def _schedule_conditions(by_practitioner: bool) -> list[ColumnElement[bool]]:
+    cond = [Schedule.organization_id == bindparam("org_id"), Schedule.active.is_(True)]
+    if by_practitioner:
+        cond.append(Schedule.practitioner_user_id == bindparam("practitioner_id"))
+    return cond
+
+
+@dataclass(frozen=True)
+class _SearchQueries:
+    schedules: Select[*tuple[Any, ...]]
+    exceptions: Select[*tuple[Any, ...]]
+    busy: Select[*tuple[Any, ...]]
+
+
+@cache
+def _search_queries(by_practitioner: bool) -> _SearchQueries:
+    """Built once and bound per search: building them and deriving their SQL cache keys anew was a good part
+    of every search's CPU."""
+    R, E = AvailabilityRule, AvailabilityException
+    active = _schedule_conditions(by_practitioner)
+    # Only exceptions that can touch the search (see _reach), so years of past vacations are neither loaded
+    # nor part of the spec cache keys.
+    near = or_(and_(E.start_at < bindparam("reach_end"), E.end_at > bindparam("reach_start")),
+               and_(E.start_date <= bindparam("reach_last_day"), E.end_date >= bindparam("reach_first_day")))
+    # One plain row (no ORM objects) per schedule rule, each carrying the organization's zone, the visit
+    # type's duration (NULL unless it is an active visit type of the organization) and whether the schedule
+    # has exceptions near the search, which most searches then need not query; a lone row when there are no
+    # schedules, none when there is no such organization. A rule's visit types come as JSON text, which keys
+    # the spec cache and is parsed only when that misses.
+    schedules = (
+        select(Organization.timezone.label("org_timezone"), VisitType.duration_minutes,
+               Schedule.practitioner_user_id, Schedule.timezone, Schedule.observe_public_holidays,
+               Schedule.holiday_country, exists().where(E.schedule_id == Schedule.id, near).label("exceptions_near"),
+               R.weekday, R.start, R.end, cast(R.visit_type_ids, Text), R.valid_from, R.valid_to)
+        .select_from(Organization)
+        .outerjoin(VisitType, and_(VisitType.id == bindparam("visit_type_id"),
+                                   VisitType.organization_id == Organization.id, VisitType.active.is_(True)))
+        .outerjoin(Schedule, and_(Schedule.organization_id == Organization.id, *active))
+        .outerjoin(R, R.schedule_id == Schedule.id)
+        .where(Organization.id == bindparam("org_id"))
+        # A stable rule order keeps equal schedules equal specs, i.e. cache hits.
+        .order_by(R.weekday, R.start, R.end, R.id)
     )
+    exceptions = (
+        select(Schedule.practitioner_user_id, E.kind, E.start_date, E.end_date, E.start_at, E.end_at)
+        .join(Schedule, Schedule.id == E.schedule_id)
+        .where(*active, near)
+        .order_by(E.id)
+    )
+    # Claims are per practitioner, whichever organization the appointment holding them belongs to.
+    busy = (
+        select(SlotClaim.practitioner_user_id, SlotClaim.slot_start)
+        .join(Schedule, Schedule.practitioner_user_id == SlotClaim.practitioner_user_id)
+        .where(*active, SlotClaim.slot_start >= bindparam("busy_from"), SlotClaim.slot_start < bindparam("busy_to"))
+    )
+    return _SearchQueries(schedules, exceptions, busy)
+
+
+def _reach(start: date | datetime, end: date | datetime) -> dict[str, Any]:
+    """Bounds that take in every exception able to touch a slot found between ``start`` and ``end``. They are
+    needed before the zone bare dates are read in is known, hence the margins: local midnight lies within a
+    day of UTC midnight, and a visit lasts at most four hours (a database constraint)."""
+
+    def utc(v: date | datetime) -> datetime:
+        if not isinstance(v, datetime):
+            return datetime.combine(v, time(0), tzinfo=UTC)
+        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)  # naive: refused later, by check_range
+
+    lo, hi = utc(start) - timedelta(days=2), utc(end) + timedelta(days=2)
+    return {"reach_start": lo, "reach_end": hi, "reach_first_day": lo.astimezone(UTC).date() - timedelta(days=1),
+            "reach_last_day": hi.astimezone(UTC).date() + timedelta(days=1)}
+
+
+async def _busy(conn: AsyncConnection, queries: _SearchQueries, params: dict[str, Any], start: datetime,
+                end: datetime) -> dict[uuid.UUID | None, list[Interval]]:
+    out: dict[uuid.UUID | None, list[Interval]] = {}
+    rows = await conn.execute(
+        queries.busy, {**params, "busy_from": start - timedelta(hours=4), "busy_to": end + timedelta(hours=4)})
     for pid, cell in rows:
-        out[pid].append(Interval(cell, cell + GRID))
+        out.setdefault(pid, []).append(Interval(cell, cell + GRID))
     return out
+
+
+_RuleRow = tuple[int, time, time, str, date | None, date | None]
+_ExceptionRow = tuple[ExceptionKind, date | None, date | None, datetime | None, datetime | None]
+
+
+# Equal rows give the very same spec object, so the slot caches keyed on specs compare them by identity
+# instead of field by field.
+@lru_cache(maxsize=1024)
+def _cached_spec(timezone: str, holiday_country: str | None, practitioner_user_id: uuid.UUID,
+                 rules: tuple[_RuleRow, ...], exceptions: tuple[_ExceptionRow, ...]) -> ScheduleSpec:
+    return ScheduleSpec(
+        timezone=timezone,
+        rules=tuple(_rule_spec(weekday, start, end, json.loads(vt_ids), valid_from, valid_to)
+                    for weekday, start, end, vt_ids, valid_from, valid_to in rules),
+        exceptions=tuple(_exception_spec(*e) for e in exceptions),
+        holiday_country=holiday_country,
+        practitioner_user_id=practitioner_user_id,
+    )
+
+
+def _specs(rows: Sequence[Sequence[Any]], exc_rows: Sequence[Sequence[Any]]) -> list[ScheduleSpec]:
+    """Specs from the schedule-rule rows and exception rows, by practitioner (one schedule each here)."""
+    exceptions: dict[uuid.UUID, list[_ExceptionRow]] = {}
+    for pid, kind, start_date, end_date, start_at, end_at in exc_rows:
+        exceptions.setdefault(pid, []).append((kind, start_date, end_date, start_at, end_at))
+    rules: dict[uuid.UUID, list[_RuleRow]] = {}
+    heads: dict[uuid.UUID, tuple[str, str | None]] = {}
+    for _, _, pid, tz, observe, country, _, weekday, start, end, vt_ids, valid_from, valid_to in rows:
+        if pid is None:
+            continue
+        heads[pid] = (tz, country if observe else None)
+        acc = rules.setdefault(pid, [])
+        if weekday is not None:
+            acc.append((weekday, start, end, vt_ids, valid_from, valid_to))
+    return [_cached_spec(tz, country, pid, tuple(rules[pid]), tuple(exceptions.get(pid, ())))
+            for pid, (tz, country) in heads.items()]
+
+
+@dataclass(frozen=True)
+class SlotSearch:
+    """Free slots, and the zone the search's bare dates were read in."""
+
+    timezone: str
+    slots: list[Slot]
+
+
+def _day_start(v: date | datetime, tz: str) -> datetime:
+    """A bare date means the start of that day in ``tz``."""
+    if isinstance(v, datetime):
+        return v
+    return datetime.combine(v, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+async def search_slots_local(
+    uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, visit_type_id: uuid.UUID, start: date | datetime,
+    end: date | datetime, tz: str | None = None, practitioner_user_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> SlotSearch:
+    """Free slots of the organization's practitioners; bare dates are read in ``tz`` (default the
+    organization's zone, which comes with the schedules). Not audited: it reveals no patient data, and
+    auditing would serialise every search on the audit chain's lock."""
+    authorize(principal, "schedule.read", _org_resource(org_id, "Schedule"))
+    queries = _search_queries(practitioner_user_id is not None)
+    params: dict[str, Any] = {"org_id": org_id, **_reach(start, end)}
+    if practitioner_user_id is not None:
+        params["practitioner_id"] = practitioner_user_id
+    # Read as Core rows on the session's connection: the ORM's per-row processing added about a third to these
+    # reads' CPU. Flushing first keeps what its autoflush gave: this unit of work's pending changes are seen.
+    await uow.session.flush()
+    conn = await uow.session.connection()
+    rows = (await conn.execute(queries.schedules, {**params, "visit_type_id": visit_type_id})).all()
+    org_tz, duration = (rows[0].org_timezone, rows[0].duration_minutes) if rows else ("UTC", None)
+    tz = tz or org_tz
+    start, end = _day_start(start, tz), _day_start(end, tz)
+    check_range(start, end)
+    if duration is None:
+        raise NotFound("visit type not found")
+    if all(r.practitioner_user_id is None for r in rows):
+        return SlotSearch(tz, [])
+    near = any(r.exceptions_near for r in rows)
+    exc_rows = (await conn.execute(queries.exceptions, params)).all() if near else []
+    specs = _specs(rows, exc_rows)
+    busy = await _busy(conn, queries, params, start, end)
+    now = now or utcnow()
+    window = Interval(start, end)
+    # Ordered by (start, practitioner id as text): practitioners in text order, then a stable sort by start.
+    specs.sort(key=lambda s: str(s.practitioner_user_id))
+    out: list[Slot] = []
+    for spec in specs:
+        out.extend(generate_slots(spec, visit_type_id=visit_type_id, duration_minutes=duration, window=window,
+                                  now=now, busy=busy.get(spec.practitioner_user_id, ())))
+    out.sort(key=attrgetter("start"))
+    return SlotSearch(tz, out)
 
 
 async def search_slots(
     uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, visit_type_id: uuid.UUID, start: datetime,
     end: datetime, practitioner_user_id: uuid.UUID | None = None, now: datetime | None = None,
 ) -> list[Slot]:
-    """Free slots of the organization's practitioners. Not audited: it reveals no patient data, and
-    auditing would serialise every search on the audit chain's lock."""
-    authorize(principal, "schedule.read", _org_resource(org_id, "Schedule"))
-    check_range(start, end)
-    vt = await uow.session.get(VisitType, visit_type_id)
-    if vt is None or vt.organization_id != org_id or not vt.active:
-        raise NotFound("visit type not found")
-    cond: list[ColumnElement[bool]] = [Schedule.organization_id == org_id, Schedule.active.is_(True)]
-    if practitioner_user_id is not None:
-        cond.append(Schedule.practitioner_user_id == practitioner_user_id)
-    schedules = list((await uow.session.execute(select(Schedule).where(*cond))).scalars().all())
-    busy = await _busy(uow, [s.practitioner_user_id for s in schedules], start, end)
-    now = now or utcnow()
-    window = Interval(start, end)
-    out: list[Slot] = []
-    for s in schedules:
-        out.extend(generate_slots(schedule_spec(s), visit_type_id=vt.id, duration_minutes=vt.duration_minutes,
-                                  window=window, now=now, busy=busy[s.practitioner_user_id]))
-    out.sort(key=lambda sl: (sl.start, str(sl.practitioner_user_id)))
-    return out
+    """Free slots of the organization's practitioners between two instants (see ``search_slots_local``)."""
+    found = await search_slots_local(uow, principal, org_id, visit_type_id=visit_type_id, start=start, end=end,
+                                     tz="UTC", practitioner_user_id=practitioner_user_id, now=now)
+    return found.slots
 
 
 # --- appointments ------------------------------------------------------------------------------------------
 
 
-async def _patient(uow: UnitOfWork, patient_id: uuid.UUID) -> Patient:
-    p = await uow.session.get(Patient, patient_id)
+async def _patient(uow: UnitOfWork, patient_id: uuid.UUID, *, for_booking: bool = False) -> Patient:
+    # Booking reads the attributes telemedicine law depends on, never allergies or guardians: not loading
+    # those saves two round trips on the busiest write, and touching them by mistake raises instead of lying.
+    options = [raiseload(Patient.allergies), raiseload(Patient.guardians)] if for_booking else []
+    p = await uow.session.get(Patient, patient_id, options=options)
     if p is None or p.erased_at is not None:
         raise NotFound("patient not found")
     return p
@@ -499,13 +658,27 @@ async def _check_offered(uow: UnitOfWork, org_id: uuid.UUID, practitioner_user_i
         raise Conflict("the practitioner does not offer this time", code="slot_unavailable")
 
 
+async def _refuse_if_taken(uow: UnitOfWork, practitioner_user_id: uuid.UUID, start: datetime,
+                           end: datetime) -> None:
+    """Fail fast on a slot someone already holds, before the policy check and the inserts; popular slots
+    are contested, and the losers should cost little. The claim insert stays the authority (races)."""
+    taken = (await uow.session.execute(
+        select(SlotClaim.id).where(SlotClaim.practitioner_user_id == practitioner_user_id,
+                                   SlotClaim.slot_start.in_(grid_cells(start, end))).limit(1)
+    )).first()
+    if taken is not None:
+        raise Conflict("slot already taken", code="slot_taken")
+
+
 async def _claim(uow: UnitOfWork, a: Appointment) -> None:
     assert a.practitioner_user_id is not None
     for cell in grid_cells(a.start, a.end):
         uow.add(SlotClaim(appointment_id=a.id, practitioner_user_id=a.practitioner_user_id, slot_start=cell))
     try:
         await uow.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if "uq_slot_claim_practitioner_slot" not in str(exc.orig) and "slot_claim" not in str(exc.statement):
+            raise
         raise Conflict("slot already taken", code="slot_taken") from None
 
 
@@ -519,20 +692,21 @@ async def book(
     policy: BookingPolicy = ALLOW_ALL, now: datetime | None = None,
 ) -> Appointment:
     now = now or utcnow()
-    patient = await _patient(uow, patient_id)
+    patient = await _patient(uow, patient_id, for_booking=True)
     authorize(principal, "appointment.book",
               Resource("Appointment", organization_id=patient.organization_id, patient_id=patient.id))
     vt = await _bookable_visit_type(uow, principal, visit_type_id, patient, mode)
     await _check_offered(uow, vt.organization_id, practitioner_user_id, vt, start, now)
+    await _refuse_if_taken(uow, practitioner_user_id, start, start + timedelta(minutes=vt.duration_minutes))
     await policy.check_booking(uow, patient, practitioner_user_id, vt, start, mode)
-    a = Appointment(organization_id=vt.organization_id, practitioner_user_id=practitioner_user_id,
+    # The id is set here so the appointment, its claims and its encounter go to the database in one flush.
+    a = Appointment(id=new_id(), organization_id=vt.organization_id, practitioner_user_id=practitioner_user_id,
                     patient_id=patient.id, visit_type_id=vt.id, start=start,
                     end=start + timedelta(minutes=vt.duration_minutes), status=AppointmentStatus.BOOKED,
                     kind=AppointmentKind.SCHEDULED, mode=mode, reason=reason, created_by_id=principal.user_id)
     uow.add(a)
-    await uow.session.flush()
+    await open_for_appointment(uow, a, created=True, flush=False)
     await _claim(uow, a)
-    await open_for_appointment(uow, a)
     uow.audit.record(principal, "appointment.create", object_type="Appointment", object_id=a.id,
                      organization_id=a.organization_id, patient_id=a.patient_id,
                      detail={"start": a.start.isoformat(), "practitioner": str(practitioner_user_id)})
@@ -698,7 +872,7 @@ async def request_on_demand(
                     kind=AppointmentKind.ON_DEMAND, mode=mode, reason=reason, created_by_id=principal.user_id)
     uow.add(a)
     await uow.session.flush()
-    await open_for_appointment(uow, a)
+    await open_for_appointment(uow, a, created=True)
     uow.audit.record(principal, "appointment.on_demand", object_type="Appointment", object_id=a.id,
                      organization_id=org_id, patient_id=patient.id)
     return a

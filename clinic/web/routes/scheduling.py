@@ -312,26 +312,29 @@ class SlotList(Output):
     items: list[SlotOut]
 
 
+def _slot_list(tz: str, slots: list[svc.Slot]) -> SlotList:
+    zone = ZoneInfo(tz)
+    items: list[dict[str, Any]] = []
+    prev: datetime | None = None
+    local = ""
+    for s in slots:
+        if s.start != prev:  # sorted by start, several practitioners each: convert each start once
+            prev, local = s.start, s.start.astimezone(zone).isoformat()
+        items.append({"start": s.start, "end": s.end, "local_start": local, "practitioner_id": s.practitioner_user_id,
+                      "visit_type_id": s.visit_type_id})
+    # One validation call for the whole list: it still yields validated SlotOut items (so they serialize
+    # exactly as before), at a third of the CPU of a SlotOut(...) per item; model_construct per item is slower.
+    return SlotList.model_validate({"timezone": tz, "items": items})
+
+
 @router.route("GET", "/organizations/{org_id}/slots", query=SlotQuery, response=SlotList, tags=T)
 async def search_slots(ctx: ApiContext) -> SlotList:
     """Free slots for a visit type; bare dates in ``from``/``to`` are read in ``tz`` (default the clinic's)."""
-    from clinic.db.models import Organization
-
-    org_id = ctx.path_uuid("org_id")
     q = ctx.query
-    tz = q.tz
-    if tz is None:
-        org = await ctx.uow.session.get(Organization, org_id)
-        tz = org.timezone if org is not None else "UTC"
-    slots = await svc.search_slots(ctx.uow, ctx.principal, org_id, visit_type_id=q.visit_type_id,
-                                   start=_instant(q.start, tz), end=_instant(q.end, tz),
-                                   practitioner_user_id=q.practitioner_id)
-    zone = ZoneInfo(tz)
-    return SlotList(timezone=tz, items=[
-        SlotOut(start=s.start, end=s.end, local_start=s.start.astimezone(zone).isoformat(),
-                practitioner_id=s.practitioner_user_id, visit_type_id=s.visit_type_id)
-        for s in slots
-    ])
+    found = await svc.search_slots_local(ctx.uow, ctx.principal, ctx.path_uuid("org_id"),
+                                         visit_type_id=q.visit_type_id, start=q.start, end=q.end, tz=q.tz,
+                                         practitioner_user_id=q.practitioner_id)
+    return _slot_list(found.timezone, found.slots)
 
 
 # --- appointments ------------------------------------------------------------------------------------------
