@@ -547,6 +547,18 @@ def _specs(rows: Sequence[Sequence[Any]], exc_rows: Sequence[Sequence[Any]]) -> 
             for pid, (tz, country) in heads.items()]
 
 
+async def _fetch_specs(conn: AsyncConnection, queries: _SearchQueries, params: dict[str, Any],
+                       visit_type_id: uuid.UUID) -> tuple[Sequence[Any], list[ScheduleSpec]]:
+    """The schedule rows (with the organization's zone and the visit type's duration) and the specs built
+    from them; exceptions are read only when one is near the searched dates."""
+    rows = (await conn.execute(queries.schedules, {**params, "visit_type_id": visit_type_id})).all()
+    if all(r.practitioner_user_id is None for r in rows):
+        return rows, []
+    near = any(r.exceptions_near for r in rows)
+    exc_rows = (await conn.execute(queries.exceptions, params)).all() if near else []
+    return rows, _specs(rows, exc_rows)
+
+
 @dataclass(frozen=True)
 class SlotSearch:
     """Free slots, and the zone the search's bare dates were read in."""
@@ -579,18 +591,15 @@ async def search_slots_local(
     # reads' CPU. Flushing first keeps what its autoflush gave: this unit of work's pending changes are seen.
     await uow.session.flush()
     conn = await uow.session.connection()
-    rows = (await conn.execute(queries.schedules, {**params, "visit_type_id": visit_type_id})).all()
+    rows, specs = await _fetch_specs(conn, queries, params, visit_type_id)
     org_tz, duration = (rows[0].org_timezone, rows[0].duration_minutes) if rows else ("UTC", None)
     tz = tz or org_tz
     start, end = _day_start(start, tz), _day_start(end, tz)
     check_range(start, end)
     if duration is None:
         raise NotFound("visit type not found")
-    if all(r.practitioner_user_id is None for r in rows):
+    if not specs:
         return SlotSearch(tz, [])
-    near = any(r.exceptions_near for r in rows)
-    exc_rows = (await conn.execute(queries.exceptions, params)).all() if near else []
-    specs = _specs(rows, exc_rows)
     busy = await _busy(conn, queries, params, start, end)
     now = now or utcnow()
     window = Interval(start, end)
@@ -648,11 +657,14 @@ async def _check_offered(uow: UnitOfWork, org_id: uuid.UUID, practitioner_user_i
         raise Invalid("start is not a slot boundary", fields={"start": "use a start returned by slot search"})
     if start <= now:
         raise Invalid("start is in the past", fields={"start": "must be in the future"})
-    s = await _schedule(uow, org_id, practitioner_user_id)
-    if s is None or not s.active:
+    # The slot search's prebuilt statements and spec cache: one query, two with an exception nearby.
+    await uow.session.flush()
+    params = {"org_id": org_id, "practitioner_id": practitioner_user_id, **_reach(start, start + GRID)}
+    _, specs = await _fetch_specs(await uow.session.connection(), _search_queries(True), params, vt.id)
+    if not specs:
         raise NotFound("practitioner has no schedule in this organization")
     # Busy time is deliberately ignored here: the claim insert is the one authority on that.
-    offered = generate_slots(schedule_spec(s), visit_type_id=vt.id, duration_minutes=vt.duration_minutes,
+    offered = generate_slots(specs[0], visit_type_id=vt.id, duration_minutes=vt.duration_minutes,
                              window=Interval(start, start + GRID), now=now)
     if not any(sl.start == start for sl in offered):
         raise Conflict("the practitioner does not offer this time", code="slot_unavailable")
