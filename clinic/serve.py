@@ -87,13 +87,17 @@ def supervise(settings: Settings, argv_tail: list[str]) -> int:
             # Call rooms live in worker 0: let it bind its socket before others forward to it.
             _wait_for(owner_socket(settings), procs[0])
     code = 0
-    while not stopping:
+    while True:
+        time.sleep(0.2)
+        # Checked after the sleep: a stop signal (systemd signals every process of the unit at once) is seen
+        # before the workers it also ended are taken for crashed ones.
+        if stopping:
+            break
         dead = [p for p in procs if p.poll() is not None]
         if dead:
             log.error("worker %s exited with %s; stopping the others", procs.index(dead[0]), dead[0].returncode)
             code = 1
             break
-        time.sleep(0.2)
     for p in procs:
         if p.poll() is None:
             p.terminate()
