@@ -670,14 +670,16 @@ async def _check_offered(uow: UnitOfWork, org_id: uuid.UUID, practitioner_user_i
         raise Conflict("the practitioner does not offer this time", code="slot_unavailable")
 
 
+_TAKEN = select(SlotClaim.id).where(SlotClaim.practitioner_user_id == bindparam("practitioner"),
+                                    SlotClaim.slot_start.in_(bindparam("cells", expanding=True))).limit(1)
+
+
 async def _refuse_if_taken(uow: UnitOfWork, practitioner_user_id: uuid.UUID, start: datetime,
                            end: datetime) -> None:
     """Fail fast on a slot someone already holds, before the policy check and the inserts; popular slots
     are contested, and the losers should cost little. The claim insert stays the authority (races)."""
-    taken = (await uow.session.execute(
-        select(SlotClaim.id).where(SlotClaim.practitioner_user_id == practitioner_user_id,
-                                   SlotClaim.slot_start.in_(grid_cells(start, end))).limit(1)
-    )).first()
+    taken = (await uow.session.execute(_TAKEN, {"practitioner": practitioner_user_id,
+                                                 "cells": grid_cells(start, end)})).first()
     if taken is not None:
         raise Conflict("slot already taken", code="slot_taken")
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from clinic.config import Settings
 from clinic.db.base import utcnow
@@ -55,11 +55,15 @@ async def _context(uow: UnitOfWork, a: Appointment) -> tuple[Patient, Organizati
     assert patient is not None and org is not None
     clinician = ""
     if a.practitioner_user_id is not None:
-        clinician = (await uow.session.execute(
-            select(User.display_name).where(User.id == a.practitioner_user_id))).scalar_one_or_none() or ""
-    enc_id = (await uow.session.execute(
-        select(Encounter.id).where(Encounter.appointment_id == a.id))).scalar_one_or_none()
+        clinician = (await uow.session.execute(_CLINICIAN_NAME, {"user": a.practitioner_user_id})
+                     ).scalar_one_or_none() or ""
+    enc_id = (await uow.session.execute(_ENCOUNTER_ID, {"appointment": a.id})).scalar_one_or_none()
     return patient, org, clinician, enc_id
+
+
+# Built once: every booking confirmation runs them.
+_CLINICIAN_NAME = select(User.display_name).where(User.id == bindparam("user"))
+_ENCOUNTER_ID = select(Encounter.id).where(Encounter.appointment_id == bindparam("appointment"))
 
 
 async def appointment_message(uow: UnitOfWork, notifier: Notifier, settings: Settings, a: Appointment,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from clinic.db.base import utcnow
 from clinic.db.clinical import InPersonVisit, License, Patient, Practitioner
@@ -43,20 +44,50 @@ def _local_date(at: datetime, tz: str) -> date:
     return at.astimezone(ZoneInfo(tz)).date()
 
 
-async def in_person_history(uow: UnitOfWork, patient_id: uuid.UUID, on: date) -> tuple[InPersonVisit, ...]:
+@dataclass(frozen=True)
+class InPersonFact:
+    """One face-to-face visit, as the revisit rules need it."""
+
+    organization_id: uuid.UUID
+    visit_date: date
+    condition_code: str
+
+
+@cache
+def _statements() -> dict[str, Any]:
+    """Built once and bound per decision: on the booking path, building and keying a statement cost more CPU
+    than running it."""
+    tele = [Encounter.organization_id == bindparam("org"), Encounter.started_at >= bindparam("since"),
+            Encounter.status.in_([EncounterStatus.IN_CONSULT, EncounterStatus.COMPLETED])]
+    inperson = select(func.count(InPersonVisit.id)).where(
+        InPersonVisit.organization_id == bindparam("org"), InPersonVisit.visit_date >= bindparam("since_day"))
+    return {
+        "history": select(InPersonVisit.organization_id, InPersonVisit.visit_date, InPersonVisit.condition_code)
+        .where(InPersonVisit.patient_id == bindparam("patient"), InPersonVisit.visit_date <= bindparam("on"))
+        .order_by(InPersonVisit.visit_date.desc()),
+        "licenses": select(License.jurisdiction, License.expires_on)
+        .join(Practitioner, Practitioner.id == License.practitioner_id)
+        .where(Practitioner.user_id == bindparam("user")),
+        "share": select(select(func.count(Encounter.id)).where(*tele).scalar_subquery(),
+                        inperson.scalar_subquery()),
+        "share_excluding": select(
+            select(func.count(Encounter.id)).where(*tele, Encounter.id != bindparam("exclude")).scalar_subquery(),
+            inperson.scalar_subquery()),
+    }
+
+
+async def in_person_history(uow: UnitOfWork, patient_id: uuid.UUID, on: date) -> tuple[InPersonFact, ...]:
     """The patient's face-to-face visits up to ``on``, newest first (every institution)."""
-    return tuple((await uow.session.execute(
-        select(InPersonVisit).where(InPersonVisit.patient_id == patient_id, InPersonVisit.visit_date <= on)
-        .order_by(InPersonVisit.visit_date.desc())
-    )).scalars().all())
+    rows = await uow.session.execute(_statements()["history"], {"patient": patient_id, "on": on})
+    return tuple(InPersonFact(org, day, code) for org, day, code in rows)
 
 
-def _prior_visit(history: tuple[InPersonVisit, ...], organization_id: uuid.UUID, on: date,
+def _prior_visit(history: tuple[InPersonFact, ...], organization_id: uuid.UUID, on: date,
                  condition_code: str | None) -> PriorVisit | None:
     if not history:
         return None
     # Prefer the visit that helps the most: same institution and same condition, then the most recent.
-    def score(v: InPersonVisit) -> tuple[bool, bool, date]:
+    def score(v: InPersonFact) -> tuple[bool, bool, date]:
         same_cond = bool(condition_code) and v.condition_code[:3] == (condition_code or "")[:3]
         return (v.organization_id == organization_id, same_cond, v.visit_date)
 
@@ -78,19 +109,11 @@ async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: da
     (read from the organization when not given).
     """
     month_start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    cond = [
-        Encounter.organization_id == organization_id,
-        Encounter.started_at >= month_start,
-        Encounter.status.in_([EncounterStatus.IN_CONSULT, EncounterStatus.COMPLETED]),
-    ]
+    params: dict[str, Any] = {"org": organization_id, "since": month_start, "since_day": month_start.date()}
     if exclude_encounter_id is not None:
-        cond.append(Encounter.id != exclude_encounter_id)
-    tele, inperson = (await uow.session.execute(select(
-        select(func.count(Encounter.id)).where(*cond).scalar_subquery(),
-        select(func.count(InPersonVisit.id)).where(
-            InPersonVisit.organization_id == organization_id, InPersonVisit.visit_date >= month_start.date()
-        ).scalar_subquery(),
-    ))).one()
+        params["exclude"] = exclude_encounter_id
+    statement = _statements()["share" if exclude_encounter_id is None else "share_excluding"]
+    tele, inperson = (await uow.session.execute(statement, params)).one()
     if declared_in_person is None:
         org = await uow.session.get(Organization, organization_id)
         declared_in_person = org.monthly_in_person_visits if org is not None else 0
@@ -101,11 +124,8 @@ async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: da
 async def _licenses(uow: UnitOfWork, user_id: uuid.UUID | None, on: date) -> tuple[str, ...]:
     if user_id is None:
         return ()
-    rows = (await uow.session.execute(
-        select(License).join(Practitioner, Practitioner.id == License.practitioner_id)
-        .where(Practitioner.user_id == user_id)
-    )).scalars().all()
-    return tuple(sorted({lic.jurisdiction for lic in rows if lic.expires_on is None or lic.expires_on >= on}))
+    rows = await uow.session.execute(_statements()["licenses"], {"user": user_id})
+    return tuple(sorted({code for code, expires in rows if expires is None or expires >= on}))
 
 
 async def _org_licenses(uow: UnitOfWork, organization_id: uuid.UUID, on: date) -> tuple[str, ...]:
@@ -118,7 +138,7 @@ async def _org_licenses(uow: UnitOfWork, organization_id: uuid.UUID, on: date) -
     return tuple(sorted({lic.jurisdiction for lic in rows if lic.expires_on is None or lic.expires_on >= on}))
 
 
-def presumed_condition(history: tuple[InPersonVisit, ...], organization_id: uuid.UUID) -> str | None:
+def presumed_condition(history: tuple[InPersonFact, ...], organization_id: uuid.UUID) -> str | None:
     """The condition of the patient's latest face-to-face visit at this institution, if any (``history`` as
     from :func:`in_person_history`, newest first).
 
@@ -147,7 +167,7 @@ class Subject:
     #: No practitioner is chosen yet (on-demand requests): use the licences of the organization's clinicians.
     any_clinician: bool = False
     #: The patient's in-person history up to the decision's date, when the caller already loaded it.
-    in_person: tuple[InPersonVisit, ...] | None = None
+    in_person: tuple[InPersonFact, ...] | None = None
 
 
 class PolicyService:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from clinic.db.models import IdempotencyRecord
@@ -222,11 +222,7 @@ def _dispatch(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamRe
 
 
 async def _stored_response(uow: UnitOfWork, actor: str, key: str, req_hash: str) -> web.Response | None:
-    rec = (
-        await uow.session.execute(
-            select(IdempotencyRecord).where(IdempotencyRecord.actor == actor, IdempotencyRecord.key == key)
-        )
-    ).scalar_one_or_none()
+    rec = (await uow.session.execute(_STORED, {"actor": actor, "key": key})).one_or_none()
     if rec is None:
         return None
     if rec.request_hash != req_hash:
@@ -235,6 +231,11 @@ async def _stored_response(uow: UnitOfWork, actor: str, key: str, req_hash: str)
     if body is None:
         return web.Response(status=204)
     return web.json_response(body, status=rec.status_code, headers={"Idempotent-Replayed": "true"})
+
+
+# Built once: every retry-safe request looks its key up first.
+_STORED = select(IdempotencyRecord.request_hash, IdempotencyRecord.status_code, IdempotencyRecord.response).where(
+    IdempotencyRecord.actor == bindparam("actor"), IdempotencyRecord.key == bindparam("key"))
 
 
 def mount(app: web.Application, routers: list[ApiRouter]) -> list[RouteSpec]:
