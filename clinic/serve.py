@@ -28,6 +28,8 @@ log = logging.getLogger("telemed")
 
 #: ``Services.extra`` key: the Unix socket of the worker hosting call rooms, set in the other workers.
 SIGNAL_OWNER = "signal_owner_socket"
+#: ``Services.extra`` key: this worker's number, when there are several (reported by /healthz).
+WORKER_INDEX = "worker_index"
 
 
 def event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -54,7 +56,7 @@ def run_worker(settings: Settings, index: int | None) -> None:
     overrides: dict[str, object] = {}
     path: str | None = None
     if index is not None:
-        overrides["worker_index"] = index
+        overrides[WORKER_INDEX] = index
         sock = owner_socket(settings)
         if index == 0:
             sock.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from clinic.db.models import Organization, OrgKind, Role
 from clinic.errors import DomainError, Forbidden, Invalid, NotFound
 from clinic.security.authz import Principal, pharmacies_for
 from clinic.services import patients as patient_svc
+from clinic.web.clinic_pages import signed_in
 from clinic.web.context import services
 from clinic.web.live import check_origin, hub_of
 from clinic.web.render import render
@@ -42,15 +43,6 @@ def pharmacy_topic(pharmacy_id: uuid.UUID | str) -> str:
     return f"pharmacy:{pharmacy_id}"
 
 
-def _signed_in(request: web.Request) -> Principal:
-    p: Principal = request["principal"]
-    if p.extra.get("mfa_pending"):
-        raise web.HTTPFound(f"/login/2fa?next={request.path}")
-    if not p.authenticated:
-        raise web.HTTPFound(f"/login?next={request.path}")
-    return p
-
-
 def _my_pharmacies(p: Principal) -> list[uuid.UUID]:
     return sorted(pharmacies_for(p, "prescription.dispense") | p.orgs_with(Role.PHARMACIST), key=str)
 
@@ -66,7 +58,7 @@ def _uuid(raw: Any, name: str) -> uuid.UUID:
 
 
 async def pharmacy_page(request: web.Request) -> web.Response:
-    p = _signed_in(request)
+    p = signed_in(request)
     ids = _my_pharmacies(p)
     if not ids:
         raise Forbidden("the pharmacy inbox is for pharmacists", code="forbidden")
@@ -168,7 +160,7 @@ async def pharmacy_socket(request: web.Request) -> web.StreamResponse:
 
 async def rx_page(request: web.Request) -> web.Response:
     """Where the patient's prescription is: its steps, the pharmacy, and the delivery's steps."""
-    p = _signed_in(request)
+    p = signed_in(request)
     rx_id = _uuid(request.match_info["id"], "id")
     async with services(request.app).uow_factory() as uow:
         view = await svc.get_prescription(uow, p, rx_id)
@@ -209,7 +201,7 @@ async def rx_page(request: web.Request) -> web.Response:
 
 async def nominate(request: web.Request) -> web.Response:
     """The patient chooses their usual pharmacy (where new prescriptions go by default)."""
-    p = _signed_in(request)
+    p = signed_in(request)
     try:
         body = json.loads(await request.text() or "{}")
     except ValueError:

@@ -15,6 +15,7 @@ import logging
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from clinic.serve import SIGNAL_OWNER
 from clinic.web.api import error_response
 from clinic.web.context import services
 from clinic.web.live import track
@@ -29,7 +30,7 @@ _MAX = 4 * p.MAX_MESSAGE_BYTES
 
 
 async def forward_socket(request: web.Request) -> web.StreamResponse:
-    owner: str = services(request.app).extra["signal_owner_socket"]
+    owner: str = services(request.app).extra[SIGNAL_OWNER]
     headers = {h: v for h in _PASSED if (v := request.headers.get(h)) is not None}
     headers["Host"] = request.host
     headers["X-Forwarded-For"] = client_ip(request)

@@ -39,6 +39,7 @@ from clinic.encounters.state import EncounterStatus
 from clinic.errors import DomainError, Forbidden
 from clinic.security.authz import Principal
 from clinic.security.secrets import hash_token, new_token
+from clinic.serve import SIGNAL_OWNER
 from clinic.services import accounts
 from clinic.services import encounters as svc
 from clinic.web.api import error_response
@@ -1051,7 +1052,7 @@ async def _stop(app: web.Application) -> None:
 
 def install(app: web.Application) -> None:
     svcs = services(app)
-    if svcs.extra.get("signal_owner_socket"):
+    if svcs.extra.get(SIGNAL_OWNER):
         # Another worker hosts the call rooms (clinic.serve): forward the socket there, run no relay here.
         from signaling.forward import forward_socket
 

@@ -574,17 +574,23 @@ async def _release_open_intent(uow: UnitOfWork, provider: PaymentProvider | None
         raise Conflict("the payment provider is unreachable; try again shortly", code="provider_unavailable")
 
 
-async def mark_paid(uow: UnitOfWork, principal: Principal, payment_id: uuid.UUID, *, method: str,
-                    reference: str = "", note: str = "", provider: PaymentProvider | None = None) -> Payment:
-    p = await _load(uow, principal, payment_id, "payment.manage", lock=True)
-    if method not in OFFLINE_METHODS:
-        raise Invalid("unknown payment method", fields={"method": f"one of {', '.join(OFFLINE_METHODS)}"})
+async def _settle_offline(uow: UnitOfWork, provider: PaymentProvider | None, p: Payment) -> None:
+    """Before the clinic records a payment or waiver by hand: the payment is open, no online attempt is in
+    flight, and any open online authorization is released."""
     _require_open(p)
     if p.pending_op:
         raise Conflict("an online payment attempt is still being resolved", code="payment_pending")
     await _release_open_intent(uow, provider, p)
     if p.status is S.CANCELLED:
         raise Conflict("the online payment could not be released", code="illegal_transition")
+
+
+async def mark_paid(uow: UnitOfWork, principal: Principal, payment_id: uuid.UUID, *, method: str,
+                    reference: str = "", note: str = "", provider: PaymentProvider | None = None) -> Payment:
+    p = await _load(uow, principal, payment_id, "payment.manage", lock=True)
+    if method not in OFFLINE_METHODS:
+        raise Invalid("unknown payment method", fields={"method": f"one of {', '.join(OFFLINE_METHODS)}"})
+    await _settle_offline(uow, provider, p)
     _set_status(p, S.CAPTURED, strict=True)
     p.captured_amount = p.amount
     p.paid_at = utcnow()
@@ -598,12 +604,7 @@ async def mark_paid(uow: UnitOfWork, principal: Principal, payment_id: uuid.UUID
 async def waive(uow: UnitOfWork, principal: Principal, payment_id: uuid.UUID, *, reason: str,
                 provider: PaymentProvider | None = None) -> Payment:
     p = await _load(uow, principal, payment_id, "payment.manage", lock=True)
-    _require_open(p)
-    if p.pending_op:
-        raise Conflict("an online payment attempt is still being resolved", code="payment_pending")
-    await _release_open_intent(uow, provider, p)
-    if p.status is S.CANCELLED:
-        raise Conflict("the online payment could not be released", code="illegal_transition")
+    await _settle_offline(uow, provider, p)
     _set_status(p, S.WAIVED, strict=True)
     p.method, p.note = "waived", reason[:500]
     uow.audit.record(principal, "payment.waive", object_type="PaymentReconciliation", object_id=p.id,

@@ -691,7 +691,8 @@ async def _claim(uow: UnitOfWork, a: Appointment) -> None:
     try:
         await uow.session.flush()
     except IntegrityError as exc:
-        if "uq_slot_claim_practitioner_slot" not in str(exc.orig) and "slot_claim" not in str(exc.statement):
+        # The appointment and encounter go in the same flush; only the claims' uniqueness means "taken".
+        if "INSERT INTO slot_claim" not in str(exc.statement):
             raise
         raise Conflict("slot already taken", code="slot_taken") from None
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import text
 
+from clinic.serve import WORKER_INDEX
 from clinic.web.context import services
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,7 +48,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     body: dict[str, object] = {"status": "ok"}
-    worker = services(request.app).extra.get("worker_index")
+    worker = services(request.app).extra.get(WORKER_INDEX)
     if worker is not None:  # several worker processes (clinic.serve): which one answered
         body["worker"] = worker
     return web.json_response(body)

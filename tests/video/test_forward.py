@@ -12,6 +12,7 @@ from aiohttp import WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient
 
 from clinic.config import Settings
+from clinic.serve import SIGNAL_OWNER, WORKER_INDEX
 from clinic.web.app import create_app
 from clinic.web.context import services
 from signaling.handler import MANAGER_KEY, manager
@@ -26,7 +27,7 @@ VIDEO = {"video_quality_interval": 3600.0, "video_resume_grace": 2.0}
 @pytest.fixture
 async def host(vsettings: Settings, tmp_path: Path) -> AsyncIterator[tuple[web.Application, str]]:
     """Worker 0: hosts the call rooms, reachable only on its Unix socket here."""
-    app = create_app(vsettings, overrides={**VIDEO, "worker_index": 0})
+    app = create_app(vsettings, overrides={**VIDEO, WORKER_INDEX: 0})
     runner = web.AppRunner(app)
     await runner.setup()
     path = str(tmp_path / "signal.sock")
@@ -39,7 +40,7 @@ async def host(vsettings: Settings, tmp_path: Path) -> AsyncIterator[tuple[web.A
 async def other(aiohttp_client: Any, vsettings: Settings, vworld: World,
                 host: tuple[web.Application, str]) -> TestClient:
     """Worker 1: every request of the test goes here."""
-    app = create_app(vsettings, overrides={**VIDEO, "worker_index": 1, "signal_owner_socket": host[1]})
+    app = create_app(vsettings, overrides={**VIDEO, WORKER_INDEX: 1, SIGNAL_OWNER: host[1]})
     client: TestClient = await aiohttp_client(app)
     return client
 
