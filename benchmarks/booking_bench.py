@@ -1,14 +1,15 @@
 """Latency of slot search and booking under 100 concurrent patients, against a real PostgreSQL.
 
-    python benchmarks/booking_bench.py [--clients 100] [--rounds 10] [--pg postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+    python benchmarks/booking_bench.py [--clients 100] [--rounds 10] [--think 2] [--workers 2] [--pg URL]
 
 A throwaway database is created and migrated, a clinic with 10 clinicians (08:00-20:00 every day, 15-minute
 visits) and one patient account per client is seeded. Every client signs in over HTTP and then, per round,
 searches one day of slots and books a randomly chosen one. Clients deliberately collide on popular slots, so
 some bookings answer 409 ``slot_taken``; both outcomes are timed, and the final check confirms no
 practitioner time was double-booked.
-The server runs in its own process (`telemed serve`, one process as a single-node install runs it) and the
-clients in this one, so on a 2-core machine each side has a core.
+The server runs as `telemed serve` in its own processes (``--workers``, default 2, with Redis for their
+fan-out) and the clients in this one; all share the machine's cores with PostgreSQL. Two warm-up rounds
+(``--warmup``) are not measured. Besides latencies it prints the server's CPU per request and the clients' CPU.
 
 ``--think S`` gives every client S seconds of (randomised) think time between its search-and-book cycles, which
 is what 100 concurrent people at their screens look like; ``--think 0`` is a closed loop that measures the
