@@ -132,7 +132,7 @@ async def run(args: argparse.Namespace) -> None:
                 port = sk.getsockname()[1]
             env = {**os.environ, "TELEMED_DATABASE_URL": url, "TELEMED_DATA_DIR": tmp, "TELEMED_PORT": str(port),
                    "TELEMED_SECRET_KEY": "bench-secret-" + "x" * 40, "TELEMED_LOGIN_MAX_ATTEMPTS": "1000",
-                   "TELEMED_RUN_JOBS": "false", "TELEMED_LOG_LEVEL": "WARNING",
+                   "TELEMED_LOG_LEVEL": "WARNING",
                    "TELEMED_WORKERS": str(args.workers), "TELEMED_REDIS_URL": args.redis if args.workers > 1 else ""}
             proc = subprocess.Popen([sys.executable, "-m", "clinic.cli", "serve"], env=env)  # noqa: ASYNC220
             try:

@@ -1,4 +1,4 @@
-"""Periodic background work (reminders, mail retries, prescription expiry, recording retention).
+"""Periodic background work (audit sealing, reminders, mail retries, prescription expiry, recording retention).
 
 Jobs are registered on the app by feature installers and run while the server runs; each pass is a
 plain coroutine that can also be called directly (tests, or an operator's cron via the CLI).
@@ -14,9 +14,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from clinic.audit import seal_all
 from clinic.web.context import services
 
 log = logging.getLogger("telemed.jobs")
+
+#: How long an audit entry may wait to be chained (see clinic.audit).
+SEAL_INTERVAL_SECONDS = 1.0
 
 JobFn = Callable[[web.Application], Awaitable[object]]
 
@@ -60,7 +64,19 @@ async def _stop(app: web.Application) -> None:
             await t
 
 
+async def seal_pass(app: web.Application) -> int:
+    return await seal_all(services(app).sessionmaker)
+
+
+async def _last_seal(app: web.Application) -> None:
+    # A clean stop leaves nothing unsealed; the process that seals is the one that runs the jobs.
+    if services(app).settings.run_jobs:
+        await seal_pass(app)
+
+
 def install(app: web.Application) -> None:
     app.setdefault(JOBS, [])
+    register_job(app, "audit-seal", SEAL_INTERVAL_SECONDS, seal_pass)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
+    app.on_cleanup.append(_last_seal)

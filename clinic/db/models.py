@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from clinic.db.base import Base, IdMixin, TimestampMixin, utcnow
@@ -150,6 +150,9 @@ class AuditEvent(Base):
     """Append-only, hash-chained record of every read and write of clinical data (FHIR AuditEvent)."""
 
     __tablename__ = "audit_event"
+    # What the sealer looks for every second: entries waiting to be chained.
+    __table_args__ = (Index("ix_audit_event_unsealed", "seq", postgresql_where=text("chain_pos IS NULL"),
+                            sqlite_where=text("chain_pos IS NULL")),)
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     id: Mapped[uuid.UUID] = mapped_column(unique=True)
@@ -165,8 +168,11 @@ class AuditEvent(Base):
     source_ip: Mapped[str] = mapped_column(String(64), default="")
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    # Set when sealed into the chain (clinic.audit.seal), shortly after the entry's transaction commits.
+    chain_pos: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True,
+                                                  default=None)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    hash: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class IdempotencyRecord(IdMixin, Base):

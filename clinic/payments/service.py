@@ -25,10 +25,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from clinic.db.base import utcnow
+from clinic.db.base import new_id, utcnow
 from clinic.db.clinical import Patient
 from clinic.db.encounters import Encounter
 from clinic.db.models import Organization
@@ -146,22 +146,28 @@ async def ensure_payment(uow: UnitOfWork, a: Appointment) -> Payment:
     return p
 
 
-async def _new_payment(uow: UnitOfWork, a: Appointment) -> Payment:
+# Built once: every booking reads it.
+_BILLING = select(FeeSetting.default_coverage_bp, FeeSetting.default_payer, FeeSetting.billing_code).where(
+    FeeSetting.visit_type_id == bindparam("vt"))
+
+
+async def _new_payment(uow: UnitOfWork, a: Appointment, *, flush: bool = True) -> Payment:
+    """The appointment's payment, added to ``uow``; ``flush=False`` leaves the insert to the next flush (the
+    commit's, at booking) when nothing needs it in the database sooner."""
     vt = await uow.session.get(VisitType, a.visit_type_id)
     if vt is None:
         raise NotFound("visit type not found")
-    fs = await _fee_setting(uow, vt.id)
-    coverage = fs.default_coverage_bp if fs else 0
+    coverage, payer, billing_code = (await uow.session.execute(_BILLING, {"vt": vt.id})).one_or_none() or (0, "", "")
     amount = vt.fee_amount - share(vt.fee_amount, coverage)
-    p = Payment(organization_id=a.organization_id, appointment_id=a.id, patient_id=a.patient_id,
+    p = Payment(id=new_id(), organization_id=a.organization_id, appointment_id=a.id, patient_id=a.patient_id,
                 visit_type_id=vt.id, currency=vt.currency, fee_amount=vt.fee_amount, amount=amount,
-                coverage_bp=coverage, insurance_payer=fs.default_payer if fs else "",
-                billing_code=fs.billing_code if fs else "",
+                coverage_bp=coverage, insurance_payer=payer, billing_code=billing_code,
                 # Nothing to collect (free visit type, or insurance pays all): never ask the patient.
                 status=S.WAIVED if amount == 0 else S.REQUIRES_PAYMENT, method="no_charge" if amount == 0 else "",
                 status_changed_at=utcnow())
     uow.add(p)
-    await uow.session.flush()
+    if flush:
+        await uow.session.flush()
     return p
 
 
@@ -321,8 +327,9 @@ async def on_appointment_booked(uow: UnitOfWork, appointment: Appointment, *,
     Never raises because of the provider: an unreachable Stripe leaves the booking standing with the
     payment pending, for :func:`retry_pending`.
     """
-    # The appointment was created in this very transaction, so no one else can have made its payment yet.
-    p = await _new_payment(uow, appointment)
+    # The appointment was created in this very transaction, so no one else can have made its payment yet,
+    # and the payment can wait for the commit's flush.
+    p = await _new_payment(uow, appointment, flush=False)
     _audit_created(uow, p)
     if _online(provider) and p.status in OPEN and p.intent_id is None:
         assert provider is not None

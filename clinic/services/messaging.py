@@ -53,17 +53,15 @@ async def _context(uow: UnitOfWork, a: Appointment) -> tuple[Patient, Organizati
     patient = await uow.session.get(Patient, a.patient_id)
     org = await uow.session.get(Organization, a.organization_id)
     assert patient is not None and org is not None
-    clinician = ""
-    if a.practitioner_user_id is not None:
-        clinician = (await uow.session.execute(_CLINICIAN_NAME, {"user": a.practitioner_user_id})
-                     ).scalar_one_or_none() or ""
-    enc_id = (await uow.session.execute(_ENCOUNTER_ID, {"appointment": a.id})).scalar_one_or_none()
-    return patient, org, clinician, enc_id
+    clinician, enc_id = (await uow.session.execute(
+        _NAME_AND_ENCOUNTER, {"user": a.practitioner_user_id, "appointment": a.id})).one()
+    return patient, org, clinician or "", enc_id
 
 
-# Built once: every booking confirmation runs them.
-_CLINICIAN_NAME = select(User.display_name).where(User.id == bindparam("user"))
-_ENCOUNTER_ID = select(Encounter.id).where(Encounter.appointment_id == bindparam("appointment"))
+# Built once, one round trip: every booking confirmation runs it.
+_NAME_AND_ENCOUNTER = select(
+    select(User.display_name).where(User.id == bindparam("user")).scalar_subquery(),
+    select(Encounter.id).where(Encounter.appointment_id == bindparam("appointment")).scalar_subquery())
 
 
 async def appointment_message(uow: UnitOfWork, notifier: Notifier, settings: Settings, a: Appointment,
