@@ -1,12 +1,15 @@
 """Latency of slot search and booking under 100 concurrent patients, against a real PostgreSQL.
 
-    python benchmarks/booking_bench.py [--clients 100] [--rounds 10] [--think 2] [--workers 2] [--pg URL]
+    python benchmarks/booking_bench.py [--clients 100] [--rounds 10] [--think 2] [--workers 2] [--no-email]
+                                       [--pg URL]
 
 A throwaway database is created and migrated, a clinic with 10 clinicians (08:00-20:00 every day, 15-minute
 visits) and one patient account per client is seeded. Every client signs in over HTTP and then, per round,
 searches one day of slots and books a randomly chosen one. Clients deliberately collide on popular slots, so
 some bookings answer 409 ``slot_taken``; both outcomes are timed, and the final check confirms no
-practitioner time was double-booked.
+practitioner time was double-booked. Every patient has an e-mail address, so every booking also composes its
+confirmation with the calendar invitation and hands it to a real SMTP server (aiosmtpd, discarding) started
+here; ``--no-email`` leaves that out.
 The server runs as `telemed serve` in its own processes (``--workers``, default 2, with Redis for their
 fan-out) and the clients in this one; all share the machine's cores with PostgreSQL. Two warm-up rounds
 (``--warmup``) are not measured. Besides latencies it prints the server's CPU per request and the clients' CPU.
@@ -77,7 +80,8 @@ async def admin_exec(admin_url: str, sql: str) -> None:
         await engine.dispose()
 
 
-async def seed(url: str, clients: int) -> tuple[uuid.UUID, uuid.UUID, list[tuple[str, uuid.UUID]]]:
+async def seed(url: str, clients: int, *, with_email: bool = True
+               ) -> tuple[uuid.UUID, uuid.UUID, list[tuple[str, uuid.UUID]]]:
     engine = make_engine(url)
     factory = session_factory(engine)
     pw = hash_password(PASSWORD)
@@ -107,7 +111,7 @@ async def seed(url: str, clients: int) -> tuple[uuid.UUID, uuid.UUID, list[tuple
             await uow.session.flush()
             uow.add(Membership(user_id=u.id, organization_id=org.id, role=Role.PATIENT))
             p = Patient(organization_id=org.id, user_id=u.id, family_name="Bench", given_name=str(i),
-                        birth_date=date(1985, 1, 1))
+                        birth_date=date(1985, 1, 1), email=f"pat{i}@bench.example" if with_email else "")
             uow.add(p)
             await uow.session.flush()
             patients.append((u.email, p.id))
@@ -125,15 +129,19 @@ async def run(args: argparse.Namespace) -> None:
         engine = make_engine(url)
         await upgrade(engine)
         await engine.dispose()
-        org_id, vt_id, patients = await seed(url, args.clients)
+        org_id, vt_id, patients = await seed(url, args.clients, with_email=args.email)
         with tempfile.TemporaryDirectory() as tmp:
-            with socket.socket() as sk:
-                sk.bind(("127.0.0.1", 0))
-                port = sk.getsockname()[1]
+            port, smtp_port = free_port(), free_port()
+            # Every booking's confirmation e-mail (with its calendar invitation) goes to a real SMTP server
+            # that accepts and discards: composing and delivering it is part of what a booking costs.
+            smtp = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l",  # noqa: ASYNC220
+                                     f"127.0.0.1:{smtp_port}", "-c", "aiosmtpd.handlers.Sink"])
             env = {**os.environ, "TELEMED_DATABASE_URL": url, "TELEMED_DATA_DIR": tmp, "TELEMED_PORT": str(port),
                    "TELEMED_SECRET_KEY": "bench-secret-" + "x" * 40, "TELEMED_LOGIN_MAX_ATTEMPTS": "1000",
                    "TELEMED_LOG_LEVEL": "WARNING",
-                   "TELEMED_WORKERS": str(args.workers), "TELEMED_REDIS_URL": args.redis if args.workers > 1 else ""}
+                   "TELEMED_WORKERS": str(args.workers), "TELEMED_REDIS_URL": args.redis if args.workers > 1 else "",
+                   "TELEMED_SMTP_HOST": "127.0.0.1", "TELEMED_SMTP_PORT": str(smtp_port),
+                   "TELEMED_MAIL_FROM": "Bench Clinic <clinic@bench.example>"}
             proc = subprocess.Popen([sys.executable, "-m", "clinic.cli", "serve"], env=env)  # noqa: ASYNC220
             try:
                 for _ in range(300):
@@ -149,6 +157,8 @@ async def run(args: argparse.Namespace) -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
+                smtp.terminate()
+                smtp.wait(timeout=30)
         engine = make_engine(url)
         async with engine.connect() as conn:
             n = (await conn.execute(select(func.count()).select_from(Appointment))).scalar_one()
@@ -157,10 +167,19 @@ async def run(args: argparse.Namespace) -> None:
                 "SELECT count(*) FROM (SELECT a.id FROM appointment a JOIN appointment b ON a.id < b.id "
                 "AND a.practitioner_user_id = b.practitioner_user_id AND a.start_at < b.end_at "
                 "AND b.start_at < a.end_at AND a.status = 'booked' AND b.status = 'booked') x"))).scalar_one()
+            mail = {status: count for status, count in (await conn.execute(text(
+                "SELECT status, count(*) FROM outbox_message WHERE channel = 'email' GROUP BY status"))).all()}
         await engine.dispose()
-        print(f"appointments={n} slot_claims={claims} overlapping_booked_pairs={dupes}")
+        print(f"appointments={n} slot_claims={claims} overlapping_booked_pairs={dupes} "
+              f"confirmation e-mails by status: {mail or 'none'}")
     finally:
         await admin_exec(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return int(sk.getsockname()[1])
 
 
 async def all_workers_up(root: str, workers: int) -> None:
@@ -291,6 +310,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="server processes (TELEMED_WORKERS)")
     ap.add_argument("--redis", default=os.environ.get("TELEMED_REDIS_URL", "redis://127.0.0.1:6379/0"),
                     help="Redis for the workers' live-page fan-out")
+    ap.add_argument("--no-email", dest="email", action="store_false",
+                    help="patients without an e-mail address, so bookings send no confirmation")
     ap.add_argument("--think", type=float, default=2.0, help="mean seconds between a client's cycles (0: closed loop)")
     ap.add_argument("--pg", default=os.environ.get("TELEMED_TEST_PG_URL",
                                                    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"))

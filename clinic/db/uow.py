@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import CursorResult, Executable, event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,12 @@ class UnitOfWork:
 
     def add(self, obj: Any) -> None:
         self.session.add(obj)
+
+    async def read(self, statement: Executable, params: dict[str, Any] | None = None) -> CursorResult[*tuple[Any, ...]]:
+        """Plain rows for a column-only statement, on this transaction's connection but past the ORM: its
+        per-statement work was about a third of a small query's CPU. Unlike ``session.execute`` this does
+        not flush first, so it does not see changes still pending in the session."""
+        return await (await self.session.connection()).execute(statement, params)
 
 
 UowFactory = Callable[[], UnitOfWork]

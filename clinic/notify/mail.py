@@ -1,15 +1,23 @@
 """E-mail construction and SMTP delivery.
 
-Messages are plain ``email.message.EmailMessage`` objects so they can be serialised into the
-outbox (for retries) and handed to any transport that implements :class:`Mailer`.
+Messages are standard-library ``email.message.Message`` objects so they can be serialised into the
+outbox (for retries) and handed to any transport that implements :class:`Mailer`. They are built with the
+classic ``email.mime`` classes: the modern ``EmailMessage`` API parses every header it sets through its
+header registry, which made composing a booking confirmation cost as much CPU as the booking itself.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email import policy
+from email.encoders import encode_base64
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Protocol
 
 import aiosmtplib
@@ -23,7 +31,7 @@ _ICS_METHOD = re.compile(rb"^METHOD:([A-Z-]+)\r?$", re.MULTILINE)
 
 
 class Mailer(Protocol):
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         """Deliver ``message`` or raise; the caller records the outcome."""
 
 
@@ -38,7 +46,7 @@ class SmtpMailer:
         self.starttls = settings.smtp_starttls
         self.timeout = timeout
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         # Port 465 is implicit TLS by convention; everything else is plain or STARTTLS as configured.
         # Opportunistic STARTTLS is switched off when not asked for, so a relay with a self-signed
         # certificate on a private network does not fail certificate validation unexpectedly.
@@ -66,6 +74,22 @@ def ics_method(ics: bytes) -> str:
     return m.group(1).decode() if m else "PUBLISH"
 
 
+def _address(value: str) -> str:
+    # A display name may be Korean: RFC 2047-encode it, leave the address as it is.
+    name, addr = parseaddr(_one_line(value))
+    return formataddr((name, addr), charset="utf-8") if addr else _one_line(value)
+
+
+def _attachment(maintype: str, subtype: str, content: bytes, filename: str, **params: str) -> MIMEBase:
+    part = MIMEBase(maintype, subtype)
+    for key, value in params.items():
+        part.set_param(key, value)
+    part.set_payload(content)
+    encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    return part
+
+
 def build_email(
     to: str,
     subject: str,
@@ -76,31 +100,37 @@ def build_email(
     *,
     sender: str = "telemed@localhost",
     reply_to: str | None = None,
-) -> EmailMessage:
+) -> Message:
     """A multipart message: text (and HTML) alternatives, then attachments, then the invitation."""
-    msg = EmailMessage()
-    msg["From"] = _one_line(sender)
-    msg["To"] = _one_line(to)
-    msg["Subject"] = _one_line(subject)
+    body: Message = MIMEText(text, "plain", "utf-8")
+    if html is not None:
+        body = MIMEMultipart("alternative", _subparts=[body, MIMEText(html, "html", "utf-8")])
+    parts: list[Message] = [_attachment(*_split(mime), content, filename) for filename, mime, content in attachments]
+    if ics is not None:
+        # The method parameter must match METHOD inside the object, or Outlook/Gmail show a plain
+        # attachment instead of an invitation with accept/decline buttons.
+        parts.append(_attachment("text", "calendar", ics, "invite.ics", method=ics_method(ics), charset="UTF-8"))
+    msg = MIMEMultipart("mixed", _subparts=[body, *parts]) if parts else body
+    msg["From"] = _address(sender)
+    msg["To"] = _address(to)
+    # header_name: the first line is folded knowing "Subject: " comes before it.
+    msg["Subject"] = Header(_one_line(subject), "utf-8", header_name="Subject").encode()
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     domain = sender.rsplit("@", 1)[-1].strip("> ") if "@" in sender else None
     msg["Message-ID"] = make_msgid(domain=domain or None)
     if reply_to:
-        msg["Reply-To"] = _one_line(reply_to)
-    msg.set_content(text)
-    if html is not None:
-        msg.add_alternative(html, subtype="html")
-    for filename, mime, content in attachments:
-        maintype, _, subtype = mime.partition("/")
-        msg.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
-    if ics is not None:
-        # The method parameter must match METHOD inside the object, or Outlook/Gmail show a plain
-        # attachment instead of an invitation with accept/decline buttons.
-        msg.add_attachment(
-            ics,
-            maintype="text",
-            subtype="calendar",
-            filename="invite.ics",
-            params={"method": ics_method(ics), "charset": "UTF-8"},
-        )
+        msg["Reply-To"] = _address(reply_to)
     return msg
+
+
+def _split(mime: str) -> tuple[str, str]:
+    maintype, _, subtype = mime.partition("/")
+    return maintype, subtype or "octet-stream"
+
+
+#: How messages are written out: what SMTP expects (CRLF line ends), in the classic classes' own policy.
+WIRE_POLICY = policy.compat32.clone(linesep="\r\n")
+
+
+def message_bytes(message: Message) -> bytes:
+    return message.as_bytes(policy=WIRE_POLICY)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import Any
 
@@ -31,7 +31,7 @@ from clinic.db.base import new_id, utcnow
 from clinic.db.models import OutboxMessage
 from clinic.db.uow import UnitOfWork
 from clinic.errors import Invalid
-from clinic.notify.mail import Attachment, Mailer, SmtpMailer, build_email
+from clinic.notify.mail import Attachment, Mailer, SmtpMailer, build_email, message_bytes
 from clinic.notify.sms import OutboxSmsProvider, SmsProvider, is_e164
 from clinic.web.i18n import gettext as _
 
@@ -47,8 +47,8 @@ def _clip(value: str, n: int) -> str:
     return value if len(value) <= n else value[: n - 1] + "…"
 
 
-def _serialise(message: EmailMessage) -> str:
-    return base64.b64encode(message.as_bytes(policy=policy.SMTP)).decode("ascii")
+def _serialise(message: Message) -> str:
+    return base64.b64encode(message_bytes(message)).decode("ascii")
 
 
 def _deserialise(raw: str) -> EmailMessage:
@@ -73,7 +73,7 @@ async def _record_outcome(factory: SessionFactory, row_id: uuid.UUID, error: Bas
             row.status, row.error = "failed", _error_text(error)
 
 
-async def _deliver(factory: SessionFactory, mailer: Mailer, row_id: uuid.UUID, message: EmailMessage) -> bool:
+async def _deliver(factory: SessionFactory, mailer: Mailer, row_id: uuid.UUID, message: Message) -> bool:
     error: BaseException | None = None
     try:
         await mailer.send(message)
@@ -140,7 +140,7 @@ class Notifier:
             organization_id=organization_id,
             channel="email",
             recipient=_clip(to, 254),
-            subject=_clip(str(message["Subject"]), 300),
+            subject=_clip(" ".join(subject.split()), 300),
             body=text,
             status="queued" if self.mailer is not None else "outbox",
             attempts=0,

@@ -157,7 +157,7 @@ async def _new_payment(uow: UnitOfWork, a: Appointment, *, flush: bool = True) -
     vt = await uow.session.get(VisitType, a.visit_type_id)
     if vt is None:
         raise NotFound("visit type not found")
-    coverage, payer, billing_code = (await uow.session.execute(_BILLING, {"vt": vt.id})).one_or_none() or (0, "", "")
+    coverage, payer, billing_code = (await uow.read(_BILLING, {"vt": vt.id})).one_or_none() or (0, "", "")
     amount = vt.fee_amount - share(vt.fee_amount, coverage)
     p = Payment(id=new_id(), organization_id=a.organization_id, appointment_id=a.id, patient_id=a.patient_id,
                 visit_type_id=vt.id, currency=vt.currency, fee_amount=vt.fee_amount, amount=amount,

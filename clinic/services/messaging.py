@@ -53,7 +53,7 @@ async def _context(uow: UnitOfWork, a: Appointment) -> tuple[Patient, Organizati
     patient = await uow.session.get(Patient, a.patient_id)
     org = await uow.session.get(Organization, a.organization_id)
     assert patient is not None and org is not None
-    clinician, enc_id = (await uow.session.execute(
+    clinician, enc_id = (await uow.read(
         _NAME_AND_ENCOUNTER, {"user": a.practitioner_user_id, "appointment": a.id})).one()
     return patient, org, clinician or "", enc_id
 

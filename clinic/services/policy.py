@@ -78,7 +78,7 @@ def _statements() -> dict[str, Any]:
 
 async def in_person_history(uow: UnitOfWork, patient_id: uuid.UUID, on: date) -> tuple[InPersonFact, ...]:
     """The patient's face-to-face visits up to ``on``, newest first (every institution)."""
-    rows = await uow.session.execute(_statements()["history"], {"patient": patient_id, "on": on})
+    rows = await uow.read(_statements()["history"], {"patient": patient_id, "on": on})
     return tuple(InPersonFact(org, day, code) for org, day, code in rows)
 
 
@@ -113,7 +113,7 @@ async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: da
     if exclude_encounter_id is not None:
         params["exclude"] = exclude_encounter_id
     statement = _statements()["share" if exclude_encounter_id is None else "share_excluding"]
-    tele, inperson = (await uow.session.execute(statement, params)).one()
+    tele, inperson = (await uow.read(statement, params)).one()
     if declared_in_person is None:
         org = await uow.session.get(Organization, organization_id)
         declared_in_person = org.monthly_in_person_visits if org is not None else 0
@@ -124,7 +124,7 @@ async def telemedicine_share(uow: UnitOfWork, organization_id: uuid.UUID, at: da
 async def _licenses(uow: UnitOfWork, user_id: uuid.UUID | None, on: date) -> tuple[str, ...]:
     if user_id is None:
         return ()
-    rows = await uow.session.execute(_statements()["licenses"], {"user": user_id})
+    rows = await uow.read(_statements()["licenses"], {"user": user_id})
     return tuple(sorted({code for code, expires in rows if expires is None or expires >= on}))
 
 

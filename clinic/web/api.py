@@ -222,7 +222,7 @@ def _dispatch(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamRe
 
 
 async def _stored_response(uow: UnitOfWork, actor: str, key: str, req_hash: str) -> web.Response | None:
-    rec = (await uow.session.execute(_STORED, {"actor": actor, "key": key})).one_or_none()
+    rec = (await uow.read(_STORED, {"actor": actor, "key": key})).one_or_none()
     if rec is None:
         return None
     if rec.request_hash != req_hash:
