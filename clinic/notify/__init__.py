@@ -4,7 +4,7 @@ Every message is an ``OutboxMessage`` row; see :mod:`clinic.notify.service` for 
 """
 
 from clinic.notify.ics import appointment_ics, appointment_uid
-from clinic.notify.mail import Attachment, Mailer, SmtpMailer, build_email
+from clinic.notify.mail import Attachment, Envelope, Mailer, SmtpMailer, build_email
 from clinic.notify.reminders import ReminderCandidate, ReminderJob, ReminderRun, due_reminders
 from clinic.notify.service import Notifier, retry_failed
 from clinic.notify.sms import OutboxSmsProvider, SmsProvider
@@ -13,6 +13,7 @@ from clinic.notify.templates import KINDS, format_when, render_email
 __all__ = [
     "KINDS",
     "Attachment",
+    "Envelope",
     "Mailer",
     "Notifier",
     "OutboxSmsProvider",

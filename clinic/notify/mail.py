@@ -1,7 +1,7 @@
 """E-mail construction and SMTP delivery.
 
-Messages are standard-library ``email.message.Message`` objects so they can be serialised into the
-outbox (for retries) and handed to any transport that implements :class:`Mailer`. They are built with the
+Messages are standard-library ``email.message.Message`` objects, serialised once into an :class:`Envelope`
+that the outbox stores (for retries) and any transport implementing :class:`Mailer` delivers. They are built with the
 classic ``email.mime`` classes: the modern ``EmailMessage`` API parses every header it sets through its
 header registry, which made composing a booking confirmation cost as much CPU as the booking itself.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email import policy
 from email.encoders import encode_base64
 from email.header import Header
@@ -30,9 +31,18 @@ Attachment = tuple[str, str, bytes]
 _ICS_METHOD = re.compile(rb"^METHOD:([A-Z-]+)\r?$", re.MULTILINE)
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """A message as it goes on the wire: the SMTP envelope and the bytes (as stored in the outbox)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+
 class Mailer(Protocol):
-    async def send(self, message: Message) -> None:
-        """Deliver ``message`` or raise; the caller records the outcome."""
+    async def send(self, envelope: Envelope) -> None:
+        """Deliver ``envelope`` or raise; the caller records the outcome."""
 
 
 class SmtpMailer:
@@ -46,13 +56,15 @@ class SmtpMailer:
         self.starttls = settings.smtp_starttls
         self.timeout = timeout
 
-    async def send(self, message: Message) -> None:
+    async def send(self, envelope: Envelope) -> None:
         # Port 465 is implicit TLS by convention; everything else is plain or STARTTLS as configured.
         # Opportunistic STARTTLS is switched off when not asked for, so a relay with a self-signed
         # certificate on a private network does not fail certificate validation unexpectedly.
         implicit_tls = self.port == 465
         await aiosmtplib.send(
-            message,
+            envelope.data,
+            sender=envelope.sender,
+            recipients=list(envelope.recipients),
             hostname=self.host,
             port=self.port,
             username=self.username,

@@ -18,9 +18,8 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from email import policy
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -31,7 +30,7 @@ from clinic.db.base import new_id, utcnow
 from clinic.db.models import OutboxMessage
 from clinic.db.uow import UnitOfWork
 from clinic.errors import Invalid
-from clinic.notify.mail import Attachment, Mailer, SmtpMailer, build_email, message_bytes
+from clinic.notify.mail import Attachment, Envelope, Mailer, SmtpMailer, build_email, message_bytes
 from clinic.notify.sms import OutboxSmsProvider, SmsProvider, is_e164
 from clinic.web.i18n import gettext as _
 
@@ -47,14 +46,11 @@ def _clip(value: str, n: int) -> str:
     return value if len(value) <= n else value[: n - 1] + "…"
 
 
-def _serialise(message: Message) -> str:
-    return base64.b64encode(message_bytes(message)).decode("ascii")
-
-
-def _deserialise(raw: str) -> EmailMessage:
-    msg = BytesParser(policy=policy.default).parsebytes(base64.b64decode(raw))
-    assert isinstance(msg, EmailMessage)
-    return msg
+def _stored_envelope(payload: dict[str, Any], recipient: str) -> Envelope:
+    data = base64.b64decode(payload["raw"])
+    # Rows written before the envelope sender was stored: read it from the message's own From.
+    sender = payload.get("from") or parseaddr(str(BytesHeaderParser().parsebytes(data)["From"] or ""))[1]
+    return Envelope(sender, (recipient,), data)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -73,10 +69,10 @@ async def _record_outcome(factory: SessionFactory, row_id: uuid.UUID, error: Bas
             row.status, row.error = "failed", _error_text(error)
 
 
-async def _deliver(factory: SessionFactory, mailer: Mailer, row_id: uuid.UUID, message: Message) -> bool:
+async def _deliver(factory: SessionFactory, mailer: Mailer, row_id: uuid.UUID, envelope: Envelope) -> bool:
     error: BaseException | None = None
     try:
-        await mailer.send(message)
+        await mailer.send(envelope)
     except Exception as exc:
         log.warning("e-mail %s not delivered: %s", row_id, exc)
         error = exc
@@ -130,7 +126,9 @@ class Notifier:
         if "@" not in to or any(c in to for c in "\r\n,;"):
             raise Invalid(_("Invalid e-mail address"), fields={"to": "invalid"})
         message = build_email(to, subject, text, html, attachments, ics, sender=self.mail_from)
-        payload: dict[str, Any] = {"raw": _serialise(message)}
+        # Serialised once: the outbox keeps exactly the bytes that are delivered (now, or by a retry).
+        envelope = Envelope(parseaddr(self.mail_from)[1], (to,), message_bytes(message))
+        payload: dict[str, Any] = {"raw": base64.b64encode(envelope.data).decode("ascii"), "from": envelope.sender}
         if kind:
             payload["kind"] = kind
         if attachments or ics:
@@ -154,11 +152,11 @@ class Notifier:
 
             async def after_commit() -> None:
                 if self.background:
-                    task = asyncio.create_task(_deliver(self._factory, mailer, row_id, message))
+                    task = asyncio.create_task(_deliver(self._factory, mailer, row_id, envelope))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 else:
-                    await _deliver(self._factory, mailer, row_id, message)
+                    await _deliver(self._factory, mailer, row_id, envelope)
 
             uow.after_commit(after_commit)
         return row
@@ -214,14 +212,14 @@ async def retry_failed(
     async with session_factory() as session:
         rows = (
             await session.execute(
-                select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.payload)
+                select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.payload, OutboxMessage.recipient)
                 .where(OutboxMessage.channel == "email", OutboxMessage.attempts < max_attempts, retryable)
                 .order_by(OutboxMessage.created_at)
                 .limit(limit)
             )
         ).all()
     sent = 0
-    for row_id, status, payload in rows:
+    for row_id, status, payload, recipient in rows:
         raw = (payload or {}).get("raw")
         async with session_factory() as session, session.begin():
             claimed = await session.execute(
@@ -238,6 +236,6 @@ async def retry_failed(
                     .values(status="failed", attempts=max_attempts, error="message content not stored")
                 )
                 continue
-        if await _deliver(session_factory, mailer, row_id, _deserialise(raw)):
+        if await _deliver(session_factory, mailer, row_id, _stored_envelope(payload, recipient)):
             sent += 1
     return sent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from clinic.db.models import Organization, OrgKind, OutboxMessage
 from clinic.errors import Invalid
@@ -138,6 +138,23 @@ async def test_smtp_down_marks_failed_and_retry_sends_exactly_once(db: Db, db_ur
     [row] = await _rows(db)
     assert (row.status, row.attempts, row.error) == ("sent", 2, "")
     assert row.sent_at is not None
+
+
+async def test_retry_of_a_row_stored_without_its_envelope_sender(db: Db, db_url: str, tmp_path: Path,
+                                                                  smtp_server: SmtpServer) -> None:
+    """Rows queued before the outbox kept the envelope sender are retried with the message's own From."""
+    down = Notifier(db.factory, mailer=_mailer(db_url, tmp_path, free_port()),
+                    mail_from="Clinic A <c@clinic.example>")
+    async with db.uow() as uow:
+        await down.send_email(uow, organization_id=None, to="a@example.com", subject="s", text="t")
+        await uow.commit()
+    [row] = await _rows(db)
+    async with db.factory() as s, s.begin():
+        await s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(
+            payload={k: v for k, v in row.payload.items() if k != "from"}))
+    assert await retry_failed(db.factory, _mailer(db_url, tmp_path, smtp_server.port)) == 1
+    [got] = smtp_server.messages
+    assert got.envelope_from == "c@clinic.example" and got.rcpt_tos == ["a@example.com"]
 
 
 async def test_retry_gives_up_after_max_attempts(db: Db, db_url: str, tmp_path: Path) -> None:
