@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from clinic.db.base import new_id, utcnow
 from clinic.db.models import IdempotencyRecord
 from clinic.db.uow import UnitOfWork
 from clinic.errors import Conflict, DomainError, Invalid, PayloadTooLarge, Unauthenticated
@@ -197,11 +198,13 @@ def _dispatch(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamRe
             payload: bytes | None = None
             if result is not None:
                 payload = result.model_dump_json().encode()
-            if idem_key is not None:
-                uow.add(IdempotencyRecord(actor=actor, key=idem_key, method=spec.method, path=request.path,
-                                          request_hash=req_hash, status_code=spec.status,
-                                          response={"body": None if payload is None else json.loads(payload)}))
             try:
+                if idem_key is not None:
+                    # A Core insert (nothing reads the record back in this request) instead of an ORM flush.
+                    await (await uow.session.connection()).execute(_REMEMBER, {
+                        "id": new_id(), "actor": actor, "key": idem_key, "method": spec.method, "path": request.path,
+                        "request_hash": req_hash, "status_code": spec.status, "created_at": utcnow(),
+                        "response": {"body": None if payload is None else json.loads(payload)}})
                 await uow.commit()
             except IntegrityError:
                 if idem_key is None:
@@ -232,6 +235,8 @@ async def _stored_response(uow: UnitOfWork, actor: str, key: str, req_hash: str)
         return web.Response(status=204)
     return web.json_response(body, status=rec.status_code, headers={"Idempotent-Replayed": "true"})
 
+
+_REMEMBER = insert(IdempotencyRecord)
 
 # Built once: every retry-safe request looks its key up first.
 _STORED = select(IdempotencyRecord.request_hash, IdempotencyRecord.status_code, IdempotencyRecord.response).where(
