@@ -194,16 +194,20 @@ async def all_workers_up(root: str, workers: int) -> None:
         await asyncio.sleep(0.05)
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """User and system CPU time of a process and its children (the workers), from Linux /proc."""
+def cpu_seconds(pid: int | None = None, command: str = "") -> tuple[float, float]:
+    """User and system CPU time, from Linux /proc, of a process and its children (the workers), or of every
+    process running ``command`` (PostgreSQL's backends; this machine's, so other work on it counts too)."""
     tick = os.sysconf("SC_CLK_TCK")
     user = system = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            head, tail = stat.read_text().rsplit(")", 1)
         except OSError:
             continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
+        fields = tail.split()
+        mine = (stat.parent.name == str(pid) or fields[1] == str(pid)) if pid is not None else \
+            head.split("(", 1)[1] == command
+        if mine:
             user += int(fields[11]) / tick
             system += int(fields[12]) / tick
     return user, system
@@ -280,6 +284,7 @@ async def drive(root: str, args: argparse.Namespace, org_id: uuid.UUID, vt_id: u
     await all_ready.wait()
     start_gate.set()
     cpu0 = cpu_seconds(server_pid)
+    pg0 = sum(cpu_seconds(command="postgres"))
     own0 = clock.process_time()
     t0 = clock.perf_counter()
     await asyncio.gather(*tasks)
@@ -287,12 +292,13 @@ async def drive(root: str, args: argparse.Namespace, org_id: uuid.UUID, vt_id: u
     own = clock.process_time() - own0
     requests = sent[0]
     cpu1 = cpu_seconds(server_pid)
+    pg = sum(cpu_seconds(command="postgres")) - pg0
     user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     cpu = user + system
     print(f"clients={len(patients)} rounds={args.rounds} (+{args.warmup} warm-up) think={args.think}s wall={wall:.1f}s "
           f"throughput={requests / wall:.0f} req/s  server CPU {cpu / max(requests, 1) * 1000:.1f} ms/request "
           f"({cpu / wall * 100:.0f}% of a core, {system / max(cpu, 1e-9) * 100:.0f}% of it in the kernel); "
-          f"these clients used {own / wall * 100:.0f}% of a core")
+          f"PostgreSQL {pg / wall * 100:.0f}%; these clients used {own / wall * 100:.0f}% of a core")
     report("slot search (1 day, 10 docs)", search_ms)
     report("booking 201", book_ok_ms)
     report("booking 409 slot_taken", book_conflict_ms)

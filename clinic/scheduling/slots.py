@@ -13,7 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -80,6 +80,15 @@ class ScheduleSpec:
     exceptions: tuple[DateException, ...] = ()
     holiday_country: str | None = None  # None: work through public holidays
     practitioner_user_id: uuid.UUID | None = None
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    # Specs key the slot caches, so a search hashes each one a few times; hashing every rule each time was
+    # half of generate_slots' CPU when nobody was busy.
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.timezone, self.rules, self.exceptions, self.holiday_country, self.practitioner_user_id))
 
 
 # slots=True: generated slots are memoized (see _day_slots), so each one's footprint counts.
@@ -266,27 +275,39 @@ def generate_slots(
         parts.append(_extra_slots(spec, visit_type_id, duration_minutes))
     # window.start <= t < window.end and t > now, for whole-second t.
     first, stop = max(_ceil_s(window.start), _floor_s(now) + 1), _ceil_s(window.end)
-    taken: set[int] = set()
-    for b in busy:
-        c, end = _floor_s(b.start), _ceil_s(b.end)
-        c -= c % _GRID_S
-        while c < end:
-            taken.add(c)
-            c += _GRID_S
-    # A slot at t holds the grid cells from floor_grid(t) up to t + d: it is busy iff some taken cell c has
-    # t - GRID < c < t + d.
-    cells = sorted(taken)
+    cells = _busy_cells(busy)
     d = duration_minutes * 60
     out: list[Slot] = []
     for part in _disjoint(parts):
         lo = bisect_left(part.starts, first)
         hi = bisect_left(part.starts, stop, lo)
-        if not cells:
-            out.extend(part.slots[lo:hi])
-            continue
-        for k in range(lo, hi):
-            t = part.starts[k]
-            x = bisect_right(cells, t - _GRID_S)
-            if x == len(cells) or cells[x] >= t + d:
-                out.append(part.slots[k])
+        if lo < hi:
+            _add_free(out, part, lo, hi, d, cells)
     return out
+
+
+def _busy_cells(busy: Iterable[Interval]) -> list[tuple[int, int]]:
+    """The grid cells busy time touches, as ``[lo, hi)`` runs of epoch seconds on the grid, ordered by ``lo``."""
+    runs = []
+    for b in busy:
+        lo = _floor_s(b.start)
+        lo -= lo % _GRID_S
+        hi = -(-_ceil_s(b.end) // _GRID_S) * _GRID_S
+        if lo < hi:
+            runs.append((lo, hi))
+    runs.sort()
+    return runs
+
+
+def _add_free(out: list[Slot], part: _Candidates, lo: int, hi: int, d: int, cells: list[tuple[int, int]]) -> None:
+    """Appends the part's slots ``lo:hi`` that hold no busy cell. A slot at t holds the grid cells from
+    floor_grid(t) up to t + d, so it is busy iff it overlaps a run of cells ``[c0, c1)``: c0 - d < t < c1.
+    Sweeping the runs in order takes the free stretches between them as slices."""
+    starts, slots = part.starts, part.slots
+    for c0, c1 in cells:
+        k = bisect_right(starts, c0 - d, lo, hi)
+        out.extend(slots[lo:k])
+        lo = bisect_left(starts, c1, k, hi)
+        if lo == hi:
+            return
+    out.extend(slots[lo:hi])

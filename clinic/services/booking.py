@@ -19,10 +19,29 @@ from operator import attrgetter
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, delete, exists, or_, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import raiseload
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import joinedload, raiseload
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from clinic.db.base import new_id, utcnow
 from clinic.db.clinical import Patient, Practitioner
@@ -476,13 +495,47 @@ def _search_queries(by_practitioner: bool) -> _SearchQueries:
         .where(*active, near)
         .order_by(E.id)
     )
-    # Claims are per practitioner, whichever organization the appointment holding them belongs to.
-    busy = (
-        select(SlotClaim.practitioner_user_id, SlotClaim.slot_start)
-        .join(Schedule, Schedule.practitioner_user_id == SlotClaim.practitioner_user_id)
-        .where(*active, SlotClaim.slot_start >= bindparam("busy_from"), SlotClaim.slot_start < bindparam("busy_to"))
+    return _SearchQueries(schedules, exceptions, _busy_query(active))
+
+
+class _breaks_run(FunctionElement[bool]):
+    """True unless claim ``later`` starts exactly one grid cell after claim ``earlier``; also where either is
+    NULL, at a practitioner's first or last claim. SQLite keeps timestamps as text, so there it compares whole
+    epoch seconds: flooring can only join claims whose cells touch anyway."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_breaks_run, "postgresql")
+def _breaks_run_postgresql(element: _breaks_run, compiler: SQLCompiler, **kw: Any) -> str:
+    earlier, later = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({later} - {earlier}) IS DISTINCT FROM INTERVAL '{SLOT_GRID_MINUTES} minutes'"
+
+
+@compiles(_breaks_run, "sqlite")
+def _breaks_run_sqlite(element: _breaks_run, compiler: SQLCompiler, **kw: Any) -> str:
+    earlier, later = (f"CAST(STRFTIME('%s', {compiler.process(c, **kw)}) AS INTEGER)" for c in element.clauses)
+    return f"({later} - {earlier}) IS NOT {SLOT_GRID_MINUTES * 60}"
+
+
+def _busy_query(active: list[ColumnElement[bool]]) -> Select[*tuple[Any, ...]]:
+    """Claimed time as runs of claims, each claim one grid cell after the one before: only the claims that
+    start or end a run, in order, instead of every cell. Reading a row costs the server more than the window
+    costs the database. Claims are per practitioner, whichever organization the appointment holding them
+    belongs to."""
+    at, pid = SlotClaim.slot_start, SlotClaim.practitioner_user_id
+    before, after = (f(at).over(partition_by=pid, order_by=at) for f in (func.lag, func.lead))
+    claims = (
+        # A plain timestamp, not UTCDateTime and its per-value processing: _busy adds what SQLite leaves out.
+        select(pid.label("pid"), type_coerce(at, DateTime(timezone=True)).label("at"),
+               _breaks_run(before, at).label("starts"), _breaks_run(at, after).label("ends"))
+        .join(Schedule, Schedule.practitioner_user_id == pid)
+        .where(*active, at >= bindparam("busy_from"), at < bindparam("busy_to"))
+        .subquery()
     )
-    return _SearchQueries(schedules, exceptions, busy)
+    c = claims.c
+    return select(c.pid, c.at, c.ends).where(c.starts | c.ends).order_by(c.pid, c.at)
 
 
 def _reach(start: date | datetime, end: date | datetime) -> dict[str, Any]:
@@ -503,10 +556,15 @@ def _reach(start: date | datetime, end: date | datetime) -> dict[str, Any]:
 async def _busy(conn: AsyncConnection, queries: _SearchQueries, params: dict[str, Any], start: datetime,
                 end: datetime) -> dict[uuid.UUID | None, list[Interval]]:
     out: dict[uuid.UUID | None, list[Interval]] = {}
-    rows = await conn.execute(
-        queries.busy, {**params, "busy_from": start - timedelta(hours=4), "busy_to": end + timedelta(hours=4)})
-    for pid, cell in rows:
-        out.setdefault(pid, []).append(Interval(cell, cell + GRID))
+    rows = iter((await conn.execute(
+        queries.busy, {**params, "busy_from": start - timedelta(hours=4), "busy_to": end + timedelta(hours=4)})).all())
+    # In order: each run's first claim, then its last unless that is the same claim.
+    for pid, first, ends in rows:
+        last = first if ends else next(rows)[1]
+        if first.tzinfo is None:  # SQLite keeps UTC without an offset (see UTCDateTime)
+            first, last = first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)
+        # A run's cells are contiguous, so its interval touches exactly the cells its claims' intervals did.
+        out.setdefault(pid, []).append(Interval(first, last + GRID))
     return out
 
 
@@ -529,22 +587,33 @@ def _cached_spec(timezone: str, holiday_country: str | None, practitioner_user_i
     )
 
 
-def _specs(rows: Sequence[Sequence[Any]], exc_rows: Sequence[Sequence[Any]]) -> list[ScheduleSpec]:
-    """Specs from the schedule-rule rows and exception rows, by practitioner (one schedule each here)."""
+_Schedule = tuple[str, str | None, list[_RuleRow]]
+
+
+def _schedules(rows: Sequence[Sequence[Any]]) -> tuple[dict[uuid.UUID, _Schedule], bool]:
+    """Each practitioner's zone, holiday country and rules, from the schedule-rule rows (one schedule each
+    here), and whether any has exceptions near the search. One pass, reading rows by position: by name,
+    a Row's attributes cost as much as the rest of this."""
+    schedules: dict[uuid.UUID, _Schedule] = {}
+    near = False
+    for _, _, pid, tz, observe, country, exceptions_near, weekday, start, end, vt_ids, valid_from, valid_to in rows:
+        if pid is None:
+            continue
+        near = near or exceptions_near
+        schedule = schedules.get(pid)
+        if schedule is None:
+            schedule = schedules[pid] = (tz, country if observe else None, [])
+        if weekday is not None:
+            schedule[2].append((weekday, start, end, vt_ids, valid_from, valid_to))
+    return schedules, near
+
+
+def _specs(schedules: dict[uuid.UUID, _Schedule], exc_rows: Sequence[Sequence[Any]]) -> list[ScheduleSpec]:
     exceptions: dict[uuid.UUID, list[_ExceptionRow]] = {}
     for pid, kind, start_date, end_date, start_at, end_at in exc_rows:
         exceptions.setdefault(pid, []).append((kind, start_date, end_date, start_at, end_at))
-    rules: dict[uuid.UUID, list[_RuleRow]] = {}
-    heads: dict[uuid.UUID, tuple[str, str | None]] = {}
-    for _, _, pid, tz, observe, country, _, weekday, start, end, vt_ids, valid_from, valid_to in rows:
-        if pid is None:
-            continue
-        heads[pid] = (tz, country if observe else None)
-        acc = rules.setdefault(pid, [])
-        if weekday is not None:
-            acc.append((weekday, start, end, vt_ids, valid_from, valid_to))
-    return [_cached_spec(tz, country, pid, tuple(rules[pid]), tuple(exceptions.get(pid, ())))
-            for pid, (tz, country) in heads.items()]
+    return [_cached_spec(tz, country, pid, tuple(rules), tuple(exceptions.get(pid, ())))
+            for pid, (tz, country, rules) in schedules.items()]
 
 
 async def _fetch_specs(conn: AsyncConnection, queries: _SearchQueries, params: dict[str, Any],
@@ -552,11 +621,11 @@ async def _fetch_specs(conn: AsyncConnection, queries: _SearchQueries, params: d
     """The schedule rows (with the organization's zone and the visit type's duration) and the specs built
     from them; exceptions are read only when one is near the searched dates."""
     rows = (await conn.execute(queries.schedules, {**params, "visit_type_id": visit_type_id})).all()
-    if all(r.practitioner_user_id is None for r in rows):
+    schedules, near = _schedules(rows)
+    if not schedules:
         return rows, []
-    near = any(r.exceptions_near for r in rows)
     exc_rows = (await conn.execute(queries.exceptions, params)).all() if near else []
-    return rows, _specs(rows, exc_rows)
+    return rows, _specs(schedules, exc_rows)
 
 
 @dataclass(frozen=True)
@@ -626,11 +695,18 @@ async def search_slots(
 # --- appointments ------------------------------------------------------------------------------------------
 
 
+# Booking reads the attributes telemedicine law depends on, never allergies or guardians: not loading those
+# saves two round trips on the busiest write, and touching them by mistake raises instead of lying. Built once:
+# building the loader options per booking cost more than the query.
+_PATIENT_FOR_BOOKING = select(Patient).where(Patient.id == bindparam("id")).options(
+    joinedload(Patient.attributes), raiseload(Patient.allergies), raiseload(Patient.guardians))
+
+
 async def _patient(uow: UnitOfWork, patient_id: uuid.UUID, *, for_booking: bool = False) -> Patient:
-    # Booking reads the attributes telemedicine law depends on, never allergies or guardians: not loading
-    # those saves two round trips on the busiest write, and touching them by mistake raises instead of lying.
-    options = [raiseload(Patient.allergies), raiseload(Patient.guardians)] if for_booking else []
-    p = await uow.session.get(Patient, patient_id, options=options)
+    if for_booking:
+        p = (await uow.session.execute(_PATIENT_FOR_BOOKING, {"id": patient_id})).unique().scalar_one_or_none()
+    else:
+        p = await uow.session.get(Patient, patient_id)
     if p is None or p.erased_at is not None:
         raise NotFound("patient not found")
     return p
@@ -678,22 +754,27 @@ async def _refuse_if_taken(uow: UnitOfWork, practitioner_user_id: uuid.UUID, sta
                            end: datetime) -> None:
     """Fail fast on a slot someone already holds, before the policy check and the inserts; popular slots
     are contested, and the losers should cost little. The claim insert stays the authority (races)."""
-    taken = (await uow.session.execute(_TAKEN, {"practitioner": practitioner_user_id,
-                                                 "cells": grid_cells(start, end)})).first()
+    taken = (await uow.read(_TAKEN, {"practitioner": practitioner_user_id,
+                                     "cells": grid_cells(start, end)})).first()
     if taken is not None:
         raise Conflict("slot already taken", code="slot_taken")
 
 
+# Run on the connection, so plain Core (the ORM bulk path is the session's).
+_CLAIM = insert(SlotClaim)
+
+
 async def _claim(uow: UnitOfWork, a: Appointment) -> None:
     assert a.practitioner_user_id is not None
-    for cell in grid_cells(a.start, a.end):
-        uow.add(SlotClaim(appointment_id=a.id, practitioner_user_id=a.practitioner_user_id, slot_start=cell))
+    # The appointment (and its encounter, at booking) go first: the claims reference it.
+    await uow.session.flush()
+    cells = [{"id": new_id(), "appointment_id": a.id, "practitioner_user_id": a.practitioner_user_id,
+              "slot_start": cell} for cell in grid_cells(a.start, a.end)]
     try:
-        await uow.session.flush()
-    except IntegrityError as exc:
-        # The appointment and encounter go in the same flush; only the claims' uniqueness means "taken".
-        if "INSERT INTO slot_claim" not in str(exc.statement):
-            raise
+        # A Core executemany: nothing reads the claims back as objects, and the ORM's bookkeeping for them
+        # was a good part of a booking's CPU.
+        await (await uow.session.connection()).execute(_CLAIM, cells)
+    except IntegrityError:
         raise Conflict("slot already taken", code="slot_taken") from None
 
 
