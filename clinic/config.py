@@ -58,6 +58,8 @@ class Settings(BaseModel):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    #: The name this server gives in EHLO; empty: its fully qualified domain name, looked up once per process.
+    smtp_helo_name: str = Field("", max_length=253, pattern=r"^[A-Za-z0-9.\-\[\]:]*$")
     mail_from: str = "telemed@localhost"
     sms_provider: Literal["outbox"] = "outbox"
 
@@ -73,6 +75,8 @@ class Settings(BaseModel):
     turn_ttl_seconds: int = Field(3600, ge=60, le=86400)
 
     redis_url: str = ""
+    #: Starts every key and channel this deployment uses in Redis, so deployments can share one Redis.
+    redis_prefix: str = Field("telemed", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
     policy_fallback_default: bool = False
     recording_retention_days: int = Field(30, ge=1, le=3650)
     reminder_minutes_before: int = Field(60, ge=1, le=10080)

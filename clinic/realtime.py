@@ -13,7 +13,12 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from clinic.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +86,23 @@ class LocalHub:
 
 
 class RedisHub(LocalHub):
-    """Local delivery plus Redis pub/sub; each node ignores its own echoes by node id."""
+    """Local delivery plus Redis pub/sub on one channel per deployment; each node ignores its own echoes by
+    node id. The Redis client is the caller's (shared with the rate limits) and stays open on close."""
 
-    CHANNEL = "telemed:events"
-
-    def __init__(self, url: str) -> None:
+    def __init__(self, redis: Redis, channel: str) -> None:
         super().__init__()
         import os
         import uuid
 
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(url)
+        self._redis = redis
+        self.channel = channel
         self._node = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self.CHANNEL)
+        self._pubsub = pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self.channel)
 
         async def listen() -> None:
             async for raw in pubsub.listen():
@@ -116,7 +120,7 @@ class RedisHub(LocalHub):
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
         self.deliver_local(topic, message)
         try:
-            await self._redis.publish(self.CHANNEL, json.dumps({"node": self._node, "topic": topic,
+            await self._redis.publish(self.channel, json.dumps({"node": self._node, "topic": topic,
                                                                 "message": message}, default=str))
         except Exception:  # other nodes miss one update; local delivery already happened
             log.exception("redis publish failed")
@@ -126,9 +130,20 @@ class RedisHub(LocalHub):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._redis.aclose()
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
         await super().close()
 
 
-def make_hub(redis_url: str) -> LocalHub:
-    return RedisHub(redis_url) if redis_url else LocalHub()
+def connect_redis(settings: Settings) -> Redis | None:
+    """The deployment's Redis client (connections open on first use), or None without ``redis_url``."""
+    if not settings.redis_url:
+        return None
+    import redis.asyncio as aioredis
+
+    client: Redis = aioredis.from_url(settings.redis_url)
+    return client
+
+
+def make_hub(redis: Redis | None, settings: Settings) -> LocalHub:
+    return RedisHub(redis, f"{settings.redis_prefix}:events") if redis is not None else LocalHub()

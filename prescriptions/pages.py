@@ -248,7 +248,7 @@ def install(app: web.Application) -> None:
     if "hub" not in extra:  # normally created by clinic.web.live, installed earlier
         from clinic.realtime import make_hub
 
-        extra["hub"] = make_hub(services(app).settings.redis_url)
+        extra["hub"] = make_hub(services(app).redis, services(app).settings)
     extra["events"] = _event_sink(app)
     r = app.router
     r.add_get("/pharmacy", pharmacy_page)

@@ -8,7 +8,9 @@ header registry, which made composing a booking confirmation cost as much CPU as
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
@@ -54,6 +56,7 @@ class SmtpMailer:
         self.username = settings.smtp_username or None
         self.password = settings.smtp_password or None
         self.starttls = settings.smtp_starttls
+        self.helo_name = settings.smtp_helo_name
         self.timeout = timeout
 
     async def send(self, envelope: Envelope) -> None:
@@ -71,8 +74,15 @@ class SmtpMailer:
             password=self.password,
             use_tls=implicit_tls,
             start_tls=None if implicit_tls else self.starttls,
+            local_hostname=await self._helo(),
             timeout=self.timeout,
         )
+
+    async def _helo(self) -> str:
+        # Left to aiosmtplib, the name would be looked up (a blocking DNS query, in a thread) for every message.
+        if not self.helo_name:
+            self.helo_name = await asyncio.to_thread(socket.getfqdn)
+        return self.helo_name
 
 
 def _one_line(value: str) -> str:

@@ -204,10 +204,9 @@ async def login_with_password(
     uow_factory: Callable[[], UnitOfWork] | None = None,
 ) -> LoginResult:
     email = normalize_email(email)
-    keys = (f"ip:{ip}", f"user:{email}")
-    wait = max(limiter.blocked(k) for k in keys)
-    if wait:
-        raise TooManyRequests("too many sign-in attempts; try again later", retry_after=int(wait) + 1)
+    attempt = await limiter.begin(f"ip:{ip}", f"user:{email}")
+    if attempt.refused:
+        raise TooManyRequests("too many sign-in attempts; try again later", retry_after=int(attempt.retry_after) + 1)
     if uow_factory is not None:
         # Check the password in its own short read so no connection (or SQLite write lock) is held while the
         # deliberately slow hash runs; ``uow`` has not touched the database yet.
@@ -220,11 +219,10 @@ async def login_with_password(
     ok = await passwords.verify_password_async(row[1] if row else None, password)
     user = await uow.session.get(User, row[0]) if row is not None else None
     if not ok or user is None or not user.is_active:
-        for k in keys:
-            limiter.hit(k)
         raise Unauthenticated("e-mail or password is incorrect", code="bad_credentials",
                               audit={"action": "auth.login", "object_type": "User", "detail": {"email": email}})
-    limiter.reset(f"user:{email}")
+    await limiter.succeeded(attempt)
+    await limiter.reset(f"user:{email}")
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash_password_async(password)
     enrolled = user.totp_enabled_at is not None
@@ -247,19 +245,20 @@ async def login_with_password(
 async def verify_second_factor(
     uow: UnitOfWork, settings: Settings, limiter: RateLimiter, ws: WebSession, user: User, code: str, *, ip: str
 ) -> None:
-    key = f"totp:{user.id}"
-    if limiter.blocked(key):
-        raise TooManyRequests("too many codes tried; wait a few minutes")
     if user.totp_secret_enc is None:
         raise Conflict("two-factor authentication is not enrolled", code="not_enrolled")
+    key = f"totp:{user.id}"
+    attempt = await limiter.begin(key)
+    if attempt.refused:
+        raise TooManyRequests("too many codes tried; wait a few minutes", retry_after=int(attempt.retry_after) + 1)
     secret = SecretBox(settings.secret_key, "totp").decrypt(user.totp_secret_enc).decode()
     step = totp.verify(secret, code, user.totp_last_step)
     actor = Principal(kind="user", user_id=user.id, label=user.email, source_ip=ip)
     if step is None:
-        limiter.hit(key)
         raise Invalid("the code is not valid", code="bad_code", fields={"code": "invalid or already used"},
                       audit={"action": "auth.mfa", "object_type": "User", "object_id": str(user.id)})
-    limiter.reset(key)
+    await limiter.succeeded(attempt)
+    await limiter.reset(key)
     user.totp_last_step = step
     ws.pending_mfa = False
     ws.mfa_at = utcnow()

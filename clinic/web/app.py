@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 from clinic import __version__
 from clinic.config import Settings
 from clinic.db.engine import engine_from_settings, session_factory
+from clinic.realtime import connect_redis
 from clinic.security import sessioncache
-from clinic.security.ratelimit import RateLimiter
+from clinic.security.ratelimit import RateLimiter, make_limiter
 from clinic.security.sessioncache import SessionCache
 from clinic.services.accounts import SignedIn
 from clinic.web import health, middleware, pages
@@ -62,14 +63,21 @@ def create_app(settings: Settings, *, extra_routers: list[ApiRouter] | None = No
                overrides: dict[str, Any] | None = None) -> web.Application:
     engine = engine_from_settings(settings)
     session_cache: SessionCache[SignedIn] = SessionCache(settings.session_cache_seconds)
+    redis = connect_redis(settings)
+
+    def limiter(name: str) -> RateLimiter:
+        return make_limiter(settings.login_max_attempts, settings.login_window_seconds, redis=redis,
+                            namespace=f"{settings.redis_prefix}:ratelimit:{name}")
+
     svc = Services(
         settings=settings,
         engine=engine,
         sessionmaker=session_factory(engine, info={sessioncache.INFO_KEY: session_cache}),
         session_cache=session_cache,
-        login_limiter=RateLimiter(settings.login_max_attempts, settings.login_window_seconds),
-        mfa_limiter=RateLimiter(settings.login_max_attempts, settings.login_window_seconds),
+        login_limiter=limiter("login"),
+        mfa_limiter=limiter("mfa"),
         metrics=CollectorRegistry(),
+        redis=redis,
     )
     svc.extra.update(overrides or {})
     app = web.Application(
@@ -106,3 +114,5 @@ async def _close(app: web.Application) -> None:
         except Exception:
             log.exception("shutdown hook failed")
     await svc.engine.dispose()
+    if svc.redis is not None:
+        await svc.redis.aclose()

@@ -16,6 +16,8 @@ from clinic.security.ratelimit import RateLimiter
 from clinic.security.sessioncache import SessionCache
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from clinic.services.accounts import SignedIn
 
 
@@ -29,6 +31,8 @@ class Services:
     metrics: CollectorRegistry
     #: Resolved browser sessions, reused for ``settings.session_cache_seconds``; see clinic.security.sessioncache.
     session_cache: SessionCache[SignedIn]
+    #: Shared by the server processes of a deployment (``settings.redis_url``); None for a single process.
+    redis: Redis | None = None
     #: Named components added by feature modules (hub, mailer, policy, relay, payments …).
     extra: dict[str, Any] = field(default_factory=dict)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

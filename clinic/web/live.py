@@ -243,7 +243,7 @@ async def _stop(app: web.Application) -> None:
 
 def install(app: web.Application) -> None:
     svcs = services(app)
-    svcs.extra.setdefault("hub", make_hub(svcs.settings.redis_url))
+    svcs.extra.setdefault("hub", make_hub(svcs.redis, svcs.settings))
     svcs.extra.setdefault("photo_store", PhotoStore(svcs.settings.data_dir / "photos", svcs.settings.secret_key))
     app[OPEN_SOCKETS] = weakref.WeakSet()
     app[_SHARING] = []

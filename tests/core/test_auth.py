@@ -92,9 +92,9 @@ async def test_clinician_must_enroll_totp_when_org_requires(client: TestClient, 
 
 
 async def test_totp_code_cannot_be_replayed(db: Db, world: World, settings) -> None:  # type: ignore[no-untyped-def]
-    from clinic.security.ratelimit import RateLimiter
+    from clinic.security.ratelimit import MemoryRateLimiter
 
-    limiter = RateLimiter(5, 60)
+    limiter = MemoryRateLimiter(5, 60)
     async with db.uow() as uow:
         user = await uow.session.get(User, world.a.users["pharmacist"].id)
         assert user is not None

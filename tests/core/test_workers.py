@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ REDIS = os.environ.get("TELEMED_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 def _env(db_url: str, data: Path, port: int, **extra: str) -> dict[str, str]:
     return {**os.environ, "TELEMED_DATABASE_URL": db_url, "TELEMED_DATA_DIR": str(data), "TELEMED_PORT": str(port),
-            "TELEMED_SECRET_KEY": TEST_SECRET, "TELEMED_RUN_JOBS": "false", "TELEMED_LOG_LEVEL": "WARNING", **extra}
+            "TELEMED_SECRET_KEY": TEST_SECRET, "TELEMED_RUN_JOBS": "false", "TELEMED_LOG_LEVEL": "WARNING",
+            # Its own keys and channel in the shared Redis: no other run's events or counters.
+            "TELEMED_REDIS_PREFIX": f"telemed-test-{uuid.uuid4().hex[:8]}", **extra}
 
 
 def _free_port() -> int:
@@ -85,6 +88,25 @@ async def test_requests_spread_over_workers_and_a_sign_out_reaches_all(two_worke
     await asyncio.sleep(0.3)  # the eviction crosses Redis
     statuses = [(await _fresh("GET", f"{root}/api/v1/me", cookie))[0] for _ in range(12)]
     assert statuses == [401] * 12
+
+
+async def test_sign_in_attempts_are_limited_across_workers(two_workers: str, world: Any) -> None:
+    root = two_workers
+    for _ in range(120):
+        if await _workers_seen(root, tries=10) == {0, 1}:
+            break
+        await asyncio.sleep(0.25)
+    email = world.a.users["patient"].email
+    # Sequential guesses, each on a new connection (so spread over both workers), then a parallel burst.
+    statuses = [(await _fresh("POST", f"{root}/api/v1/auth/login", json={"email": email, "password": "guess-1"}))[0]
+                for _ in range(3)]
+    burst = await asyncio.gather(*(_fresh("POST", f"{root}/api/v1/auth/login",
+                                          json={"email": email, "password": f"guess-{i}"}) for i in range(12)))
+    statuses += [status for status, _ in burst]
+    assert statuses.count(401) == 5  # TELEMED_LOGIN_MAX_ATTEMPTS, counted once for the whole server
+    assert statuses.count(429) == 10
+    status, body = await _fresh("POST", f"{root}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert status == 429 and body["error"]["code"] == "rate_limited"
 
 
 def test_more_than_one_worker_needs_redis(tmp_path: Path, sqlite_url: str) -> None:

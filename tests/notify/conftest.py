@@ -23,6 +23,7 @@ class Received:
     envelope_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    helo_name: str = ""
 
 
 @dataclass
@@ -31,7 +32,7 @@ class CollectingHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = BytesParser(policy=policy.default).parsebytes(envelope.original_content or envelope.content)
-        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg, session.host_name or ""))
         return "250 OK"
 
 

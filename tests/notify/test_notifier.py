@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select, update
 
+from clinic.config import SettingsError
 from clinic.db.models import Organization, OrgKind, OutboxMessage
 from clinic.errors import Invalid
 from clinic.notify import Notifier, SmtpMailer, appointment_ics, appointment_uid, render_email, retry_failed
@@ -182,6 +184,21 @@ async def test_background_delivery(db: Db, db_url: str, tmp_path: Path, smtp_ser
     assert len(smtp_server.messages) == 1
     [row] = await _rows(db)
     assert row.status == "sent"
+
+
+async def test_ehlo_names_this_host_as_configured_or_by_its_fqdn(db: Db, db_url: str, tmp_path: Path,
+                                                                 smtp_server: SmtpServer) -> None:
+    named = SmtpMailer(make_settings(db_url, tmp_path, smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                                     smtp_helo_name="mail.clinic.example"), timeout=5)
+    default = _mailer(db_url, tmp_path, smtp_server.port)
+    for mailer in (named, default, default):
+        notifier = Notifier(db.factory, mailer=mailer, mail_from="c@clinic.example")
+        async with db.uow() as uow:
+            await notifier.send_email(uow, organization_id=None, to="a@example.com", subject="s", text="t")
+            await uow.commit()
+    assert [m.helo_name for m in smtp_server.messages] == ["mail.clinic.example", socket.getfqdn(), socket.getfqdn()]
+    with pytest.raises(SettingsError, match="TELEMED_SMTP_HELO_NAME"):
+        make_settings(db_url, tmp_path, smtp_helo_name="bad name\r\nMAIL FROM:<x@y>")
 
 
 async def test_without_smtp_host_mail_stays_in_outbox(db: Db, db_url: str, tmp_path: Path) -> None:
