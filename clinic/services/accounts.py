@@ -274,6 +274,15 @@ async def begin_totp_enrollment(uow: UnitOfWork, settings: Settings, user: User)
     return secret, totp.provisioning_uri(secret, user.email)
 
 
+def pending_totp_enrollment(settings: Settings, user: User) -> tuple[str, str]:
+    """The secret (and its URI) that :func:`begin_totp_enrollment` last gave, to show again after a wrong code:
+    the authenticator app has already stored it, and a new one would make its codes useless."""
+    if user.totp_enabled_at is not None or user.totp_secret_enc is None:
+        raise Conflict("no two-factor enrollment is in progress", code="not_enrolling")
+    secret = SecretBox(settings.secret_key, "totp").decrypt(user.totp_secret_enc).decode()
+    return secret, totp.provisioning_uri(secret, user.email)
+
+
 async def confirm_totp_enrollment(
     uow: UnitOfWork, settings: Settings, limiter: RateLimiter, ws: WebSession, user: User, code: str, *, ip: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 
 import segno
 from aiohttp import web
@@ -100,7 +101,12 @@ async def mfa_page(request: web.Request) -> web.Response:
     return render(request, "mfa.html", {"next": _safe_next(request.query.get("next")), "error": None})
 
 
-async def mfa_submit(request: web.Request) -> web.StreamResponse:
+SecondFactorCheck = Callable[..., Awaitable[None]]
+
+
+async def _check_code(request: web.Request, check: SecondFactorCheck) -> tuple[str, str | None]:
+    """Runs ``check`` (verify, or confirm an enrollment) on the code posted for the pending sign-in, in one
+    transaction. Returns where to go next and, if the code was refused, what to tell the person."""
     svc = services(request.app)
     ws, user = _pending(request)
     form = await request.post()
@@ -110,14 +116,31 @@ async def mfa_submit(request: web.Request) -> web.StreamResponse:
             ws2 = await uow.session.get(accounts.WebSession, ws.id)
             u2 = await uow.session.get(User, user.id)
             assert ws2 is not None and u2 is not None
-            await accounts.verify_second_factor(uow, svc.settings, svc.mfa_limiter, ws2, u2,
-                                                str(form.get("code", ""))[:8], ip=request["principal"].source_ip)
+            await check(uow, svc.settings, svc.mfa_limiter, ws2, u2, str(form.get("code", ""))[:8],
+                        ip=request["principal"].source_ip)
             await uow.commit()
     except DomainError as exc:
         await audit_failure(request, exc)
-        return render(request, "mfa.html", {"next": nxt, "error": _("That code is not valid. Try the current one.")},
-                      status=422)
+        if exc.status == 429:
+            return nxt, _("Too many codes tried. Please wait a few minutes and try again.")
+        return nxt, _("That code is not valid. Try the current one.")
+    return nxt, None
+
+
+async def mfa_submit(request: web.Request) -> web.StreamResponse:
+    nxt, error = await _check_code(request, accounts.verify_second_factor)
+    if error is not None:
+        return render(request, "mfa.html", {"next": nxt, "error": error}, status=422)
     raise web.HTTPFound(nxt)
+
+
+def _enroll_page(request: web.Request, secret: str, uri: str, nxt: str, error: str | None,
+                 status: int = 200) -> web.Response:
+    buf = io.BytesIO()
+    segno.make(uri, error="m").save(buf, kind="svg", scale=5, xmldecl=False, svgns=True,
+                                    title=_("QR code for your authenticator app"))
+    return render(request, "enroll.html", {"secret": secret, "qr_svg": buf.getvalue().decode(), "next": nxt,
+                                           "error": error}, status=status)
 
 
 async def enroll_page(request: web.Request) -> web.Response:
@@ -125,35 +148,27 @@ async def enroll_page(request: web.Request) -> web.Response:
     _ws, user = _pending(request)
     if user.totp_enabled_at is not None:
         raise web.HTTPFound("/login/2fa")
+    # A new secret each time the page is opened: one shown earlier (to whoever had the password) stops working.
     async with svc.uow_factory() as uow:
         u2 = await uow.session.get(User, user.id)
         assert u2 is not None
         secret, uri = await accounts.begin_totp_enrollment(uow, svc.settings, u2)
         await uow.commit()
-    buf = io.BytesIO()
-    segno.make(uri, error="m").save(buf, kind="svg", scale=5, xmldecl=False, svgns=True,
-                                    title=_("QR code for your authenticator app"))
-    return render(request, "enroll.html", {"secret": secret, "qr_svg": buf.getvalue().decode(),
-                                           "next": _safe_next(request.query.get("next")), "error": None})
+    return _enroll_page(request, secret, uri, _safe_next(request.query.get("next")), None)
 
 
 async def enroll_submit(request: web.Request) -> web.StreamResponse:
+    nxt, error = await _check_code(request, accounts.confirm_totp_enrollment)
+    if error is None:
+        raise web.HTTPFound(nxt)
+    # The same secret again: the person has scanned it already and only mistyped (or was too slow).
     svc = services(request.app)
-    ws, user = _pending(request)
-    form = await request.post()
-    nxt = _safe_next(str(form.get("next", "/")))
-    try:
-        async with svc.uow_factory() as uow:
-            ws2 = await uow.session.get(accounts.WebSession, ws.id)
-            u2 = await uow.session.get(User, user.id)
-            assert ws2 is not None and u2 is not None
-            await accounts.confirm_totp_enrollment(uow, svc.settings, svc.mfa_limiter, ws2, u2,
-                                                   str(form.get("code", ""))[:8], ip=request["principal"].source_ip)
-            await uow.commit()
-    except DomainError as exc:
-        await audit_failure(request, exc)
-        raise web.HTTPFound(f"/login/enroll?next={nxt}&error=1") from None
-    raise web.HTTPFound(nxt)
+    _ws, user = _pending(request)
+    async with svc.uow_factory() as uow:
+        u2 = await uow.session.get(User, user.id)
+        assert u2 is not None
+        secret, uri = accounts.pending_totp_enrollment(svc.settings, u2)
+    return _enroll_page(request, secret, uri, nxt, error, status=422)
 
 
 async def logout_submit(request: web.Request) -> web.StreamResponse:
