@@ -49,8 +49,8 @@ def _wrong(code: str) -> str:
 
 async def _fresh_code(secret: str, after: int | None = None) -> str:
     """The current code, or the next one once the 30-second step has moved past ``after`` (a used step)."""
-    while after is not None and int(time.time()) // 30 <= after:
-        await asyncio.sleep(0.5)
+    if after is not None:
+        await asyncio.sleep(max(0.0, (after + 1) * 30 - time.time()) + 0.2)
     return pyotp.TOTP(secret).now()
 
 
