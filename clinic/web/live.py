@@ -62,6 +62,17 @@ def _principal(request: web.Request) -> Principal:
     return p
 
 
+class _Gone(Exception):
+    pass
+
+
+async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    try:
+        await ws.send_json(message)
+    except ConnectionResetError:  # aiohttp raises its subclass ClientConnectionResetError
+        raise _Gone from None
+
+
 async def _serve(request: web.Request, topic: str, snapshot: Any, *, on_close: Any = None) -> web.WebSocketResponse:
     """Common loop: snapshot, then a fresh snapshot (with the triggering event) on every announcement."""
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=16 * 1024)
@@ -78,7 +89,7 @@ async def _serve(request: web.Request, topic: str, snapshot: Any, *, on_close: A
 
     task = asyncio.create_task(reader())
     try:
-        await ws.send_json({"type": "snapshot", **await snapshot()})
+        await _send(ws, {"type": "snapshot", **await snapshot()})
         while not ws.closed and not task.done():
             getter = asyncio.ensure_future(sub.get(wait=HEARTBEAT))
             # Wake on either an announcement or the client going away, so a closed socket frees its
@@ -93,9 +104,11 @@ async def _serve(request: web.Request, topic: str, snapshot: Any, *, on_close: A
             try:
                 data = await snapshot()
             except DomainError as exc:
-                await ws.send_json({"type": "error", "code": exc.code, "message": exc.message})
+                await _send(ws, {"type": "error", "code": exc.code, "message": exc.message})
                 break
-            await ws.send_json({"type": "snapshot", "event": event, **data})
+            await _send(ws, {"type": "snapshot", "event": event, **data})
+    except _Gone:
+        pass  # the page went away while a snapshot was on its way: an ordinary end
     finally:
         sub.close()
         task.cancel()
