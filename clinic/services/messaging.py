@@ -7,9 +7,13 @@ Messages are written to the outbox in the caller's transaction and leave after c
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -19,7 +23,7 @@ from clinic.config import Settings
 from clinic.db.base import utcnow
 from clinic.db.clinical import Patient
 from clinic.db.encounters import Encounter, VisitInvite
-from clinic.db.models import MagicLink, MagicLinkPurpose, Membership, Organization, Role, User
+from clinic.db.models import MagicLink, MagicLinkPurpose, Membership, Organization, OutboxMessage, Role, User
 from clinic.db.scheduling import Appointment, AppointmentStatus
 from clinic.db.uow import UnitOfWork
 from clinic.errors import Conflict, Invalid, NotFound
@@ -229,3 +233,32 @@ async def list_invites(uow: UnitOfWork, principal: Principal, encounter_id: uuid
     rows = (await uow.session.execute(select(VisitInvite).where(VisitInvite.encounter_id == e.id)
                                       .order_by(VisitInvite.created_at.desc()))).scalars().all()
     return list(rows)
+
+
+# --- the outbox, as admins read it ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxAttachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+async def outbox_attachment(uow: UnitOfWork, principal: Principal, message_id: uuid.UUID,
+                            filename: str) -> OutboxAttachment:
+    """One attachment of a stored e-mail, exactly as it was sent (a calendar invitation, a visit summary)."""
+    row = await uow.session.get(OutboxMessage, message_id)
+    if row is None or row.channel != "email" or "raw" not in (row.payload or {}):
+        raise NotFound("message not found")
+    authorize(principal, "outbox.read", Resource("OutboxMessage", id=row.id, organization_id=row.organization_id))
+    message = BytesParser(policy=policy.default).parsebytes(base64.b64decode(row.payload["raw"]))
+    assert isinstance(message, EmailMessage)
+    for part in message.iter_attachments():
+        if part.get_filename() == filename:
+            content = part.get_payload(decode=True)
+            assert isinstance(content, bytes)
+            uow.audit.record(principal, "outbox.attachment.read", object_type="OutboxMessage", object_id=row.id,
+                             organization_id=row.organization_id, detail={"filename": filename})
+            return OutboxAttachment(filename, part.get_content_type(), content)
+    raise NotFound("attachment not found")

@@ -157,6 +157,22 @@ async def outbox_page(request: web.Request) -> web.Response:
     })
 
 
+async def outbox_attachment(request: web.Request) -> web.Response:
+    """Download one attachment of a stored e-mail (``/admin/outbox/{id}/attachments/{filename}``)."""
+    from clinic.services import messaging
+
+    p = signed_in(request)
+    message_id = _uuid(request.match_info["id"], "id")
+    assert message_id is not None
+    async with services(request.app).uow_factory() as uow:
+        att = await messaging.outbox_attachment(uow, p, message_id, request.match_info["filename"])
+        await uow.commit()
+    # Always a download, never rendered here: the bytes came from templates and user data.
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in att.filename) or "attachment"
+    return web.Response(body=att.content, content_type=att.content_type, headers={
+        "Content-Disposition": f'attachment; filename="{safe}"', "Cache-Control": "no-store"})
+
+
 async def analytics_page(request: web.Request) -> web.Response:
     """Waiting times, visits per clinician and no-show rate for a date range (org admins)."""
     from datetime import date, timedelta
@@ -190,3 +206,4 @@ def install(app: web.Application) -> None:
     r.add_get("/console", console_page)
     r.add_get("/admin", admin_page)
     r.add_get("/admin/outbox", outbox_page)
+    r.add_get("/admin/outbox/{id}/attachments/{filename}", outbox_attachment)

@@ -162,3 +162,32 @@ async def test_admin_analytics_page_renders(mail_client: TestClient, world: Worl
     mail_client.session.cookie_jar.clear()
     await login(mail_client, world.a.users["clinician"].email)
     assert (await mail_client.get("/admin/analytics")).status == 403
+
+
+async def test_admin_downloads_the_calendar_invitation_as_sent(
+        mail_client: TestClient, world: World, booking: Booking, smtp_server: SmtpServer) -> None:
+    csrf = await login(mail_client, world.a.users["patient"].email)
+    r = await mail_client.post("/api/v1/appointments", headers=hdr(csrf, Idempotency_Key="book-ics-000002"), json={
+        "patient_id": str(world.a.patient.id), "practitioner_id": str(booking.doc),  # type: ignore[union-attr]
+        "visit_type_id": str(booking.consult), "start": booking.at(11).isoformat(), "mode": "video"})
+    assert r.status == 201, await r.text()
+    await _drain(mail_client)
+    sent = next(p.get_payload(decode=True) for p in smtp_server.messages[-1].message.walk()
+                if p.get_content_type() == "text/calendar")
+    # The patient may not read the clinic's outbox.
+    r = await mail_client.get("/admin/outbox", allow_redirects=False)
+    assert r.status in (403, 404)
+    mail_client.session.cookie_jar.clear()
+    await login(mail_client, world.a.users["org_admin"].email)
+    page = await (await mail_client.get("/admin/outbox")).text()
+    links = re.findall(r'href="(/admin/outbox/[0-9a-f-]+/attachments/invite\.ics)"', page)
+    assert len(links) == 1
+    r = await mail_client.get(links[0])
+    assert r.status == 200 and r.content_type == "text/calendar"
+    assert r.headers["Content-Disposition"] == 'attachment; filename="invite.ics"'
+    assert await r.read() == sent  # the bytes the patient received
+    assert (await mail_client.get(links[0].replace("invite.ics", "other.pdf"))).status == 404
+    # Another organization's admin cannot fetch it, and learns nothing about it.
+    mail_client.session.cookie_jar.clear()
+    await login(mail_client, world.b.users["org_admin"].email)
+    assert (await mail_client.get(links[0])).status == 404
