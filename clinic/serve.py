@@ -8,7 +8,10 @@ place does:
   WebSocket to it over a Unix socket (``signaling.forward``), and the media itself flows between the browser
   and worker 0 directly;
 * background jobs (reminders, retries, expiry) run in worker 0 only;
-* live-page events and sign-out evictions cross workers through Redis (``TELEMED_REDIS_URL`` is required).
+* live-page events, sign-out evictions and sign-in rate limits cross workers through Redis
+  (``TELEMED_REDIS_URL`` is required);
+* metrics: each worker also listens on a Unix socket of its own, through which whichever worker answers
+  ``/metrics`` gathers every worker's figures (``clinic.web.health``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ def owner_socket(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "run" / "signal.sock"
 
 
+def worker_socket(settings: Settings, index: int) -> Path:
+    """Where worker ``index`` listens for its siblings (metrics); the folder is the data dir's, not public."""
+    return settings.data_dir.resolve() / "run" / f"worker-{index}.sock"
+
+
 def run_worker(settings: Settings, index: int | None) -> None:
     """Serve in this process. ``index`` is None for a single-process server, else this worker's number."""
     from aiohttp import web
@@ -54,19 +62,22 @@ def run_worker(settings: Settings, index: int | None) -> None:
     from clinic.web.app import create_app
 
     overrides: dict[str, object] = {}
-    path: str | None = None
+    paths: list[str] | None = None
     if index is not None:
         overrides[WORKER_INDEX] = index
+        own = worker_socket(settings, index)
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.unlink(missing_ok=True)
+        paths = [str(own)]
         sock = owner_socket(settings)
         if index == 0:
-            sock.parent.mkdir(parents=True, exist_ok=True)
             sock.unlink(missing_ok=True)
-            path = str(sock)
+            paths.append(str(sock))
         else:
             overrides[SIGNAL_OWNER] = str(sock)
             settings = settings.model_copy(update={"run_jobs": False})
     app = create_app(settings, overrides=overrides)
-    web.run_app(app, host=settings.host, port=settings.port, path=path, reuse_port=index is not None or None,
+    web.run_app(app, host=settings.host, port=settings.port, path=paths, reuse_port=index is not None or None,
                 print=None, access_log=None, loop=event_loop(settings.event_loop))
 
 

@@ -109,6 +109,33 @@ async def test_sign_in_attempts_are_limited_across_workers(two_workers: str, wor
     assert status == 429 and body["error"]["code"] == "rate_limited"
 
 
+async def test_any_worker_answers_metrics_for_all(two_workers: str, world: Any) -> None:
+    root = two_workers
+    for _ in range(120):
+        if await _workers_seen(root, tries=10) == {0, 1}:
+            break
+        await asyncio.sleep(0.25)
+    for _ in range(20):
+        await _fresh("GET", f"{root}/healthz")
+    totals = []
+    for _ in range(6):  # new connections: the scrapes land on both workers
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            async with http.get(f"{root}/metrics") as r:
+                assert r.status == 200
+                body = await r.text()
+        assert 'telemed_worker_up{worker="0"} 1.0' in body and 'telemed_worker_up{worker="1"} 1.0' in body
+        served = [line for line in body.splitlines()
+                  if line.startswith("telemed_http_requests_total{") and 'route="/healthz"' in line]
+        assert {('worker="0"' in line) for line in served} == {True, False}  # both workers' series
+        totals.append(sum(float(line.rsplit(" ", 1)[1]) for line in served))
+    assert min(totals) >= 20 + 10  # every /healthz answered so far, whichever worker took it
+    # A worker's own figures are for its siblings only, over their Unix sockets.
+    for _ in range(4):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            async with http.get(f"{root}/metrics/worker") as r:
+                assert r.status == 404
+
+
 def test_more_than_one_worker_needs_redis(tmp_path: Path, sqlite_url: str) -> None:
     r = subprocess.run([sys.executable, "-m", "clinic.cli", "serve"], capture_output=True, text=True, timeout=60,
                        env=_env(sqlite_url, tmp_path, _free_port(), TELEMED_WORKERS="2", TELEMED_REDIS_URL=""),
