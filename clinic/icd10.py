@@ -11,8 +11,10 @@ the dot, in any case and with surrounding whitespace ("e119", " E11.9 ").
 from __future__ import annotations
 
 import gzip
+import heapq
 import io
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -38,7 +40,9 @@ class _Index:
     by_code: dict[str, IcdCode]  # key: upper-case code without the dot
     ordered: tuple[IcdCode, ...]  # sorted by code
     keys: tuple[str, ...]  # undotted codes, same order as ``ordered``
-    words: tuple[frozenset[str], ...]  # lower-case description words, same order
+    vocab: tuple[str, ...]  # every description word once, sorted (prefix ranges by bisection)
+    postings: dict[str, tuple[int, ...]]  # lower-case description word -> positions in ``ordered`` with it
+    rank: tuple[int, ...]  # position -> place in the description-search order (shorter code, then description)
 
 
 def normalize(code: str) -> str:
@@ -71,7 +75,29 @@ def _index() -> _Index:
             ordered.append(item)
             keys.append(key)
             words.append(frozenset(_WORD_RE.findall(display.lower())))
-    return _Index(by_code=by_code, ordered=tuple(ordered), keys=tuple(keys), words=tuple(words))
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # code-prefix matches are then one contiguous run
+    ordered, keys, words = [ordered[i] for i in order], [keys[i] for i in order], [words[i] for i in order]
+    postings: dict[str, list[int]] = {}
+    for i, ws in enumerate(words):
+        for w in ws:
+            postings.setdefault(w, []).append(i)
+    rank = [0] * len(keys)
+    for place, i in enumerate(sorted(range(len(keys)), key=lambda i: (len(keys[i]), len(ordered[i].display),
+                                                                      keys[i]))):
+        rank[i] = place
+    return _Index(by_code=by_code, ordered=tuple(ordered), keys=tuple(keys),
+                  vocab=tuple(sorted(postings)), postings={w: tuple(v) for w, v in postings.items()},
+                  rank=tuple(rank))
+
+
+def _starting_with(idx: _Index, token: str) -> set[int]:
+    """Positions of the codes with a description word that starts with ``token``."""
+    lo = bisect_left(idx.vocab, token)
+    hi = bisect_left(idx.vocab, token + "\U0010ffff", lo)
+    out: set[int] = set()
+    for w in idx.vocab[lo:hi]:
+        out.update(idx.postings[w])
+    return out
 
 
 def all_codes() -> tuple[IcdCode, ...]:
@@ -108,34 +134,36 @@ def search(query: str, limit: int = 20) -> list[IcdCode]:
         return []
     idx = _index()
     results: list[IcdCode] = []
-    seen: set[str] = set()
 
     key = normalize(q)
+    seen: list[int] = []
     if _CODE_CHARS_RE.match(key) or re.fullmatch(r"[A-Z][0-9]?", key):
-        for k, item in zip(idx.keys, idx.ordered, strict=True):
-            if k.startswith(key):
-                results.append(item)
-                seen.add(k)
-                if len(results) >= limit:
-                    return results
+        i = bisect_left(idx.keys, key)
+        while i < len(idx.keys) and idx.keys[i].startswith(key):
+            results.append(idx.ordered[i])
+            seen.append(i)
+            if len(results) >= limit:
+                return results
+            i += 1
 
-    tokens = _WORD_RE.findall(q.lower())
+    tokens = list(dict.fromkeys(_WORD_RE.findall(q.lower())))  # a repeated word asks for nothing more
     if not tokens:
         return results
-    scored: list[tuple[int, int, int, str, IcdCode]] = []
-    for k, item, words in zip(idx.keys, idx.ordered, idx.words, strict=True):
-        if k in seen:
-            continue
-        exact = True
-        for tok in tokens:
-            if tok in words:
-                continue
-            if any(w.startswith(tok) for w in words):
-                exact = False
-                continue
+    # Through the word index, not a scan of every description (that took ~75 ms a query, on the event loop):
+    # the codes with a word starting with every token, those where every token is a whole word first.
+    candidates = _starting_with(idx, tokens[0])
+    exact = set(idx.postings.get(tokens[0], ()))
+    for tok in tokens[1:]:
+        if not candidates:
             break
-        else:
-            scored.append((0 if exact else 1, len(k), len(item.display), k, item))
-    scored.sort(key=lambda t: (t[0], t[1], t[2], t[3]))
-    results.extend(t[4] for t in scored[: limit - len(results)])
+        candidates &= _starting_with(idx, tok)
+        exact &= set(idx.postings.get(tok, ()))
+    candidates.difference_update(seen)
+    exact &= candidates
+    wanted = limit - len(results)
+    rank = idx.rank.__getitem__
+    best = heapq.nsmallest(wanted, exact, key=rank)
+    if len(best) < wanted:
+        best += heapq.nsmallest(wanted - len(best), candidates - exact, key=rank)
+    results.extend(idx.ordered[i] for i in best)
     return results

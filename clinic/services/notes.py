@@ -29,11 +29,12 @@ from clinic import icd10
 from clinic.db.base import new_id, utcnow
 from clinic.db.clinical import Patient
 from clinic.db.encounters import Encounter
+from clinic.db.models import User
 from clinic.db.notes import ClinicalNote, NoteDiagnosis, NoteStatus, NoteVersion
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus
-from clinic.errors import Conflict, Forbidden, Invalid, NotFound
-from clinic.security.authz import Principal, Resource, allowed, authorize
+from clinic.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from clinic.security.authz import Principal, Resource, allowed, authorize, orgs_for
 
 SECTIONS = ("subjective", "objective", "assessment", "plan", "text")
 MAX_DIAGNOSES = 20
@@ -267,6 +268,30 @@ async def list_for_patient(uow: UnitOfWork, principal: Principal, patient_id: uu
     uow.audit.record(principal, "note.list", object_type="Composition", organization_id=p.organization_id,
                      patient_id=p.id, detail={"count": len(notes)})
     return [view(principal, n) for n in notes]
+
+
+def people(v: NoteView) -> set[uuid.UUID]:
+    """The users a view names: the note's author and signer and every version's author."""
+    n = v.note
+    return {n.author_id, *([n.signed_by_id] if n.signed_by_id else []), *(x.author_id for x in n.versions)}
+
+
+async def display_names(uow: UnitOfWork, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Display names of the clinicians who wrote or signed a note (shown as "signed by …")."""
+    if not ids:
+        return {}
+    rows = await uow.session.execute(select(User.id, User.display_name).where(User.id.in_(ids)))
+    return {uid: name for uid, name in rows}
+
+
+def search_codes(principal: Principal, query: str, limit: int) -> list[icd10.IcdCode]:
+    """ICD-10-CM look-up for the diagnosis field. The code list is public reference data, offered to those
+    who write notes (clinicians of some organization), not to every account."""
+    if not principal.authenticated:
+        raise Unauthenticated("sign in required")
+    if principal.kind != "system" and not orgs_for(principal, "note.write"):
+        raise Forbidden("only clinicians look up diagnosis codes", action="note.write")
+    return icd10.search(query, limit)
 
 
 # --- writes --------------------------------------------------------------------------------------------------------

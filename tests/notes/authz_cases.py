@@ -40,6 +40,8 @@ CASES: dict[tuple[str, str], tuple[Case, str]] = {
         lambda w: (_note(w) + "/amendments", {"revision": 2, "reason": "evil", **_CONTENT}), "object"),
     ("GET", "/api/v1/notes/{id}/history"): (lambda w: (_note(w) + "/history", None), "object"),
     ("GET", "/api/v1/patients/{id}/notes"): (lambda w: (_patient(w) + "/notes", None), "object"),
+    # Reference data (the ICD-10-CM code list) for clinicians: answers hold codes only, never tenant data.
+    ("GET", "/api/v1/icd10"): (lambda w: ("/api/v1/icd10?q=hypertension&limit=5", None), "list"),
     ("GET", "/api/v1/encounters/{id}/documents/visit-summary.pdf"): (
         lambda w: (_enc(w) + "/documents/visit-summary.pdf", None), "object"),
     ("GET", "/api/v1/encounters/{id}/documents/medical-certificate.pdf"): (

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import Field
 
 from clinic.db.notes import NoteVersion
+from clinic.db.uow import UnitOfWork
 from clinic.services import notes as svc
 from clinic.services import visit_documents as docs
 from clinic.web import i18n
@@ -76,6 +77,11 @@ class NoteOut(Output):
     version: int
     signed_at: datetime | None
     signed_by_id: uuid.UUID | None
+    signed_by_name: str = ""
+    #: Who signed the current version, and when (the first signing or the latest amendment).
+    version_author_id: uuid.UUID | None = None
+    version_author_name: str = ""
+    version_signed_at: datetime | None = None
     subjective: str
     objective: str
     assessment: str
@@ -84,11 +90,14 @@ class NoteOut(Output):
     diagnoses: list[DiagnosisOut]
     content_sha256: str | None
     amendment_reason: str
+    #: Last change of any kind (draft save, signing, amendment).
+    updated_at: datetime | None = None
 
 
 class VersionOut(Output):
     version: int
     author_id: uuid.UUID
+    author_name: str = ""
     signed_at: datetime
     amendment_reason: str
     content_sha256: str
@@ -110,64 +119,98 @@ class NoteList(Output):
     items: list[NoteOut]
 
 
-def _note_out(v: svc.NoteView) -> NoteOut:
+class Icd10Query(Input):
+    q: str = Field(min_length=1, max_length=100, description="a code prefix (E11, j06.9) or description words")
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class Icd10Out(Output):
+    code: str
+    display: str
+
+
+class Icd10List(Output):
+    items: list[Icd10Out]
+
+
+def _note_out(v: svc.NoteView, names: dict[uuid.UUID, str]) -> NoteOut:
     n = v.note
     return NoteOut(
         id=n.id, organization_id=n.organization_id, encounter_id=n.encounter_id, patient_id=n.patient_id,
         author_id=n.author_id, status=n.status.value, fhir_status=n.status.fhir, revision=n.revision,
         version=n.current_version, signed_at=n.signed_at, signed_by_id=n.signed_by_id,
+        signed_by_name=names.get(n.signed_by_id, "") if n.signed_by_id else "",
+        version_author_id=v.version.author_id if v.version else None,
+        version_author_name=names.get(v.version.author_id, "") if v.version else "",
+        version_signed_at=v.version.signed_at if v.version else None,
         diagnoses=[DiagnosisOut(**d) for d in v.diagnoses],
         content_sha256=v.version.content_sha256 if v.version else None,
-        amendment_reason=v.version.amendment_reason if v.version else "", **v.sections,
+        amendment_reason=v.version.amendment_reason if v.version else "", updated_at=n.updated_at,
+        **v.sections,
     )
 
 
-def _version_out(v: NoteVersion) -> VersionOut:
-    return VersionOut(version=v.version, author_id=v.author_id, signed_at=v.signed_at,
-                      amendment_reason=v.amendment_reason, content_sha256=v.content_sha256,
+def _version_out(v: NoteVersion, names: dict[uuid.UUID, str]) -> VersionOut:
+    return VersionOut(version=v.version, author_id=v.author_id, author_name=names.get(v.author_id, ""),
+                      signed_at=v.signed_at, amendment_reason=v.amendment_reason, content_sha256=v.content_sha256,
                       previous_sha256=v.previous_sha256, diagnoses=[DiagnosisOut(**d)
                                                                     for d in svc.version_diagnoses(v)],
                       **svc.version_sections(v))
 
 
+async def note_out(uow: UnitOfWork, v: svc.NoteView) -> NoteOut:
+    """A note as the API shows it, with the names of those who signed it (also rendered into the visit page)."""
+    return _note_out(v, await svc.display_names(uow, svc.people(v)))
+
+
 @router.route("GET", "/encounters/{id}/note", response=NoteOut, tags=T)
 async def get_note(ctx: ApiContext) -> NoteOut:
     """The visit's note: the draft for its clinicians, the latest signed version for the patient."""
-    return _note_out(await svc.get_for_encounter(ctx.uow, ctx.principal, ctx.path_uuid()))
+    return await note_out(ctx.uow, await svc.get_for_encounter(ctx.uow, ctx.principal, ctx.path_uuid()))
 
 
 @router.route("PUT", "/encounters/{id}/note", body=DraftIn, response=NoteOut, tags=T)
 async def save_draft(ctx: ApiContext) -> NoteOut:
     """Autosave the draft (whole content); send the last revision seen, 0 to create. 409 when stale or signed."""
     v = await svc.save_draft(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.revision, ctx.body.content())
-    return _note_out(v)
+    return await note_out(ctx.uow, v)
 
 
 @router.route("POST", "/notes/{id}/sign", body=SignIn, response=NoteOut, tags=T)
 async def sign_note(ctx: ApiContext) -> NoteOut:
     """Sign the draft revision the clinician reviewed; it becomes immutable version 1."""
-    return _note_out(await svc.sign(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.revision))
+    return await note_out(ctx.uow, await svc.sign(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.revision))
 
 
 @router.route("POST", "/notes/{id}/amendments", body=AmendmentIn, response=NoteOut, status=201, tags=T)
 async def amend_note(ctx: ApiContext) -> NoteOut:
     """Amend a signed note: the full corrected content becomes a new version; earlier versions are kept."""
     b = ctx.body
-    return _note_out(await svc.amend(ctx.uow, ctx.principal, ctx.path_uuid(), b.revision, b.reason, b.content()))
+    v = await svc.amend(ctx.uow, ctx.principal, ctx.path_uuid(), b.revision, b.reason, b.content())
+    return await note_out(ctx.uow, v)
 
 
 @router.route("GET", "/notes/{id}/history", response=HistoryOut, tags=T)
 async def note_history(ctx: ApiContext) -> HistoryOut:
-    """Every signed version, oldest first, with amendment reasons and content hashes."""
+    """Every signed version, oldest first, with amendment reasons, signers and content hashes."""
     v = await svc.history(ctx.uow, ctx.principal, ctx.path_uuid())
-    return HistoryOut(note=_note_out(v), versions=[_version_out(x) for x in v.history])
+    names = await svc.display_names(ctx.uow, svc.people(v))
+    return HistoryOut(note=_note_out(v, names), versions=[_version_out(x, names) for x in v.history])
 
 
 @router.route("GET", "/patients/{id}/notes", response=NoteList, tags=T)
 async def patient_notes(ctx: ApiContext) -> NoteList:
     """A patient's notes, newest first (signed ones only for the patient)."""
     views = await svc.list_for_patient(ctx.uow, ctx.principal, ctx.path_uuid())
-    return NoteList(items=[_note_out(v) for v in views])
+    names = await svc.display_names(ctx.uow, set().union(*(svc.people(v) for v in views)))
+    return NoteList(items=[_note_out(v, names) for v in views])
+
+
+@router.route("GET", "/icd10", query=Icd10Query, response=Icd10List, tags=T)
+async def search_icd10(ctx: ApiContext) -> Icd10List:
+    """Search ICD-10-CM billable codes by code prefix or description words (the note's diagnosis field)."""
+    hits = svc.search_codes(ctx.principal, ctx.query.q, ctx.query.limit)
+    return Icd10List(items=[Icd10Out(code=h.code, display=h.display) for h in hits])
 
 
 # --- documents -----------------------------------------------------------------------------------------------
