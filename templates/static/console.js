@@ -6,17 +6,62 @@ const $ = (id) => document.getElementById(id);
 
 // ===================================================================================== console
 
+// A translated string with {name}-style placeholders filled in.
+const fill = (key, vars) => t(key).replace(/\{(\w+)\}/g, (m, k) => (k in vars ? vars[k] : m));
+
+// One sentence in the page's language for a failed call, chosen by the API error code (then by the HTTP
+// status), never the server's English message.
+function errorSentence(err) {
+  const byCode = `err_${err?.code}`;
+  if (err?.code && t(byCode) !== byCode) return t(byCode);
+  const s = err?.status;
+  const key = s === 401 ? "err_unauthenticated" : s === 403 ? "err_forbidden" : s === 404 ? "err_not_found"
+    : s === 409 ? "err_conflict" : s === 422 || s === 400 ? "err_invalid" : s === 429 ? "err_rate_limited"
+    : s >= 500 ? "err_server" : "err_unknown";
+  return t(key);
+}
+
+// Symptom codes come from the check-in questionnaire; an unknown one is shown as words, not as a code.
+const symptomLabel = (code) => (t(`sym_${code}`) !== `sym_${code}` ? t(`sym_${code}`) : code.replaceAll("_", " "));
+
+// How a queue entry reads for the signed-in clinician: who holds the patient and in what state.
+function describe(it, me) {
+  const holder = !it.claimed_by_id ? "none" : it.claimed_by_id === me ? "me" : "other";
+  const owner = !it.assigned_practitioner_id ? "shared" : it.assigned_practitioner_id === me ? "me" : "other";
+  const claimer = it.claimed_by_name || t("another_clinician");
+  let state;
+  if (it.status === "in_consult") {
+    state = holder === "me" ? t("state_consult_me") : fill("state_consult_other", { name: claimer });
+  } else if (holder === "me") state = t("state_claimed_me");
+  else if (holder === "other") state = fill("state_claimed_other", { name: claimer });
+  else state = t("state_waiting");
+  // Whose queue the patient waits in matters only while nobody has them.
+  const ownerText = holder !== "none" ? ""
+    : owner === "shared" ? t("owner_shared") : owner === "me" ? t("owner_me")
+    : fill("owner_other", { name: it.assigned_practitioner_name || t("another_clinician") });
+  return { holder, owner, state, ownerText };
+}
+
 function initConsole() {
   const data = pageData();
   const errorBox = $("queue-error");
   const status = $("queue-status");
   const alertBox = $("queue-alert");
   const state = { org: data.orgs[0].id, scope: "all", seen: null, rows: new Map(), socket: null, muted: false,
-    members: [], highlight: new Set() };
+    members: [], highlight: new Set(), last: null, current: null };
   const tz = () => data.orgs.find((o) => o.id === state.org)?.timezone;
   state.muted = localStorage.getItem("console-muted") === "1";
 
-  const fail = (err) => { showError(errorBox, err); errorBox.focus(); };
+  function fail(err) {
+    if (err?.decision?.reasons?.length) showError(errorBox, err); // the law's reasons, already translated
+    else {
+      errorBox.replaceChildren(h("p", { "data-testid": "queue-error-text" }, errorSentence(err)));
+      errorBox.hidden = false;
+    }
+    errorBox.focus();
+    // A refusal because the queue moved means this view missed an update: fetch a fresh snapshot.
+    if (err?.status === 409) connect();
+  }
 
   function setConn(s) {
     $("conn").dataset.state = s;
@@ -55,79 +100,83 @@ function initConsole() {
     } catch { state.members = []; }
   }
 
+  // Run one queue action: busy button, then a spoken confirmation or one translated error sentence.
+  function act(button, work, done) {
+    return busy(button, async () => {
+      clearError(errorBox);
+      try {
+        await work();
+        done();
+      } catch (err) { fail(err); }
+    });
+  }
+
   function rowFor(it) {
-    const mine = it.claimed_by_id === data.me;
-    const claimedByOther = it.claimed_by_id && !mine;
-    const li = h("li", { class: `queue-row prio-${it.priority}${state.highlight.has(it.encounter_id) ? " arrived" : ""}`,
-      "data-testid": "queue-row", "data-encounter-id": it.encounter_id, "data-status": it.status });
+    const d = describe(it, data.me);
+    const can = new Set(it.actions ?? []);
+    const id = it.encounter_id;
+    const li = h("li", { class: `queue-row prio-${it.priority} holder-${d.holder}${state.highlight.has(id) ? " arrived" : ""}`,
+      tabindex: "-1", "data-testid": "queue-row", "data-encounter-id": id, "data-status": it.status,
+      "data-holder": d.holder, "data-owner": d.owner, "aria-labelledby": `qp-${id}` });
     const when = it.scheduled_start ? `${t("scheduled")} ${fmtTime(it.scheduled_start, tz())}` : t("walk_in");
-    const claimText = mine ? t("claimed_by_you") : claimedByOther ? `${t("claimed_by")} ${it.claimed_by_name}` : "";
     li.append(h("div", { class: "row-main" },
-      h("div", {}, h("span", { class: `prio prio-${it.priority}`, title: t("priority") }, String(it.priority)), " ",
-        h("strong", { "data-testid": "queue-patient" }, it.patient_name), ` · ${t("age")} ${it.age}`, " ",
-        h("span", { class: "badge" }, t(`st_${it.status}`)), " ",
-        h("span", { class: "badge" }, it.queue === "shared" ? t("shared_queue") : t("personal_queue"))),
+      h("div", { class: "row-head" },
+        h("span", { class: `prio prio-${it.priority}`, title: t(`p${it.priority}`), "data-testid": "queue-priority" },
+          h("span", { class: "visually-hidden" }, `${t("priority")} `), String(it.priority)),
+        h("strong", { id: `qp-${id}`, class: "user-text", "data-testid": "queue-patient" }, it.patient_name),
+        h("span", { class: "muted" }, `${t("age")} ${it.age}`)),
+      h("div", { class: "row-badges" },
+        h("span", { class: `badge state state-${d.holder}`, "data-testid": "queue-state" }, d.state),
+        d.ownerText ? h("span", { class: `badge owner owner-${d.owner}`, "data-testid": "queue-owner" }, d.ownerText) : ""),
       h("div", { class: "muted" }, `${when} · ${t("waiting")} `,
         h("span", { "data-testid": "queue-waiting" }, `${it.waiting_minutes} ${t("minutes")}`), ` · ${t(`mode_${it.mode}`)}`),
-      it.chief_complaint ? h("div", { "data-testid": "queue-complaint" }, it.chief_complaint) : "",
-      it.symptoms.length ? h("div", { class: "muted" }, `${t("symptoms")}: `,
-        it.symptoms.map((s) => t(`sym_${s}`)).join(", ")) : "",
-      claimText ? h("div", { class: mine ? "ok" : "muted", "data-testid": "queue-claimed-by" }, claimText) : ""));
+      it.chief_complaint ? h("div", { class: "user-text complaint", "data-testid": "queue-complaint" }, it.chief_complaint) : "",
+      it.symptoms.length ? h("div", { class: "muted", "data-testid": "queue-symptoms" }, `${t("symptoms")}: `,
+        it.symptoms.map(symptomLabel).join(", ")) : ""));
 
     const actions = h("div", { class: "actions" });
-    const id = it.encounter_id;
-    if (!it.claimed_by_id || claimedByOther) {
-      // Shown even when someone else holds the patient so a stale view still gets a clear answer.
-      const claim = h("button", { type: "button", "data-testid": "claim-button", hidden: claimedByOther }, t("claim"));
-      claim.addEventListener("click", () => busy(claim, async () => {
-        clearError(errorBox);
-        try {
-          await call("POST", `/api/v1/encounters/${id}/claim`);
-          announce(status, t("claimed"));
-          location.assign(`/console/visit/${id}`);
-        } catch (err) {
-          if (err.status === 409) err.message = `${t("claim_conflict")} (${err.message})`;
-          fail(err);
-        }
+    if (can.has("claim")) {
+      const claim = h("button", { type: "button", "data-testid": "claim-button" }, t("claim"));
+      claim.addEventListener("click", () => act(claim, () => call("POST", `/api/v1/encounters/${id}/claim`), () => {
+        announce(status, t("claimed"));
+        location.assign(`/console/visit/${id}`);
       }));
       actions.append(claim);
     }
-    if (mine) {
+    if (can.has("open")) {
       actions.append(h("a", { class: "button", href: `/console/visit/${id}`, "data-testid": "open-visit" }, t("open_visit")));
-      if (it.status === "checked_in") {
-        const rel = h("button", { type: "button", class: "secondary", "data-testid": "release-button" }, t("release"));
-        rel.addEventListener("click", () => busy(rel, async () => {
-          try { await call("POST", `/api/v1/encounters/${id}/release`); announce(status, t("released")); } catch (err) { fail(err); }
-        }));
-        actions.append(rel);
-      }
     }
-    if (it.status === "checked_in" && !claimedByOther) {
+    if (can.has("release")) {
+      const rel = h("button", { type: "button", class: "secondary", "data-testid": "release-button" }, t("release"));
+      rel.addEventListener("click", () => act(rel, () => call("POST", `/api/v1/encounters/${id}/release`),
+        () => announce(status, t("released"))));
+      actions.append(rel);
+    }
+    if (can.has("priority")) {
+      // A separate button, so stepping through the options with the keyboard does not re-triage each time.
       const pid = `prio-${id}`;
       const sel = h("select", { id: pid, "data-testid": "priority-select" },
         [1, 2, 3, 4, 5].map((n) => h("option", { value: n, selected: n === it.priority }, t(`p${n}`))));
-      sel.addEventListener("change", async () => {
-        try {
-          await call("POST", `/api/v1/encounters/${id}/priority`, { priority: Number(sel.value) });
-          announce(status, t("priority_set"));
-        } catch (err) { fail(err); }
-      });
-      actions.append(h("span", { class: "field" }, h("label", { for: pid, class: "small-label" }, t("priority")), sel));
-      if (state.members.length) {
-        const tid = `to-${id}`;
-        const to = h("select", { id: tid, "data-testid": "transfer-select" },
-          state.members.map((m) => h("option", { value: m.user_id }, m.display_name)));
-        const go = h("button", { type: "button", class: "secondary small", "data-testid": "transfer-button" }, t("transfer"));
-        go.addEventListener("click", () => busy(go, async () => {
-          try {
-            await call("POST", `/api/v1/encounters/${id}/transfer`, { to_user_id: to.value });
-            announce(status, t("transferred"));
-          } catch (err) { fail(err); }
-        }));
-        actions.append(h("span", { class: "field" }, h("label", { for: tid, class: "small-label" }, t("transfer_to")), to, go));
-      }
+      const set = h("button", { type: "button", class: "secondary small", "data-testid": "priority-button" }, t("set_priority"));
+      set.addEventListener("click", () => act(set,
+        () => call("POST", `/api/v1/encounters/${id}/priority`, { priority: Number(sel.value) }),
+        () => announce(status, t("priority_set"))));
+      actions.append(h("span", { class: "field" }, h("label", { for: pid, class: "small-label" }, t("priority")), sel, set));
     }
-    li.append(actions);
+    const colleagues = state.members.filter((m) => m.user_id !== it.assigned_practitioner_id);
+    if (can.has("transfer") && colleagues.length) {
+      const tid = `to-${id}`;
+      const to = h("select", { id: tid, "data-testid": "transfer-select" },
+        colleagues.map((m) => h("option", { value: m.user_id }, m.display_name)));
+      const go = h("button", { type: "button", class: "secondary small", "data-testid": "transfer-button" }, t("transfer"));
+      go.addEventListener("click", () => act(go,
+        () => call("POST", `/api/v1/encounters/${id}/transfer`, { to_user_id: to.value }),
+        () => announce(status, t("transferred"))));
+      actions.append(h("span", { class: "field" }, h("label", { for: tid, class: "small-label" }, t("transfer_to")), to, go));
+    }
+    // Each control names its patient to screen readers ("Claim, 김민지"), not just "Claim" again and again.
+    for (const c of actions.querySelectorAll("button, a, select")) c.setAttribute("aria-describedby", `qp-${id}`);
+    if (actions.childElementCount) li.append(actions);
     return li;
   }
 
@@ -137,8 +186,9 @@ function initConsole() {
     const activeRow = active?.closest?.(".queue-row")?.dataset.encounterId;
     const activeTestId = active?.dataset?.testid;
     const keep = new Map();
+    const membersKey = state.members.map((m) => m.user_id).join();
     for (const it of items) {
-      const key = JSON.stringify([it, state.highlight.has(it.encounter_id), state.members.length]);
+      const key = JSON.stringify([it, state.highlight.has(it.encounter_id), membersKey]);
       const old = state.rows.get(it.encounter_id);
       keep.set(it.encounter_id, old && old.key === key ? old : { key, node: rowFor(it) });
     }
@@ -146,13 +196,15 @@ function initConsole() {
     state.rows = keep;
     $("queue-count").textContent = String(items.filter((i) => i.status === "checked_in").length);
     $("queue-empty").hidden = items.length > 0;
-    if (activeRow && activeTestId && !list.contains(active)) {
-      list.querySelector(`[data-encounter-id="${activeRow}"] [data-testid="${activeTestId}"]`)?.focus();
+    // Keep the keyboard where it was: the same control if the row still has it, else the row itself.
+    if (activeRow && !list.contains(active)) {
+      const row = list.querySelector(`[data-encounter-id="${activeRow}"]`);
+      (row?.querySelector(`[data-testid="${activeTestId}"]`) ?? row)?.focus();
     }
   }
 
   function onMessage(msg) {
-    if (msg.type === "error") { fail(new Error(msg.message)); return; }
+    if (msg.type === "error") { fail({ code: msg.code }); return; }
     if (msg.type !== "snapshot") return;
     const waiting = msg.items.filter((i) => i.status === "checked_in");
     const ids = new Set(waiting.map((i) => i.encounter_id));
@@ -160,8 +212,7 @@ function initConsole() {
     state.seen = ids;
     if (arrivals.length) {
       for (const a of arrivals) state.highlight.add(a.encounter_id);
-      const text = `${t("arrived")}: ${arrivals.map((a) => a.patient_name).join(", ")}`;
-      alertBox.textContent = text;
+      alertBox.textContent = `${t("arrived")}: ${arrivals.map((a) => a.patient_name).join(", ")}`;
       alertBox.hidden = false;
       beep();
       setTimeout(() => {
@@ -175,19 +226,32 @@ function initConsole() {
 
   function connect() {
     state.socket?.close();
-    state.seen = null;
+    // A fresh snapshot after a reconnect is not a wave of arrivals: only patients new since then alert.
+    state.seen = state.last ? new Set(state.last.filter((i) => i.status === "checked_in").map((i) => i.encounter_id)) : null;
+    // The socket being replaced may still report its close (or a last message): only the current one counts.
+    const current = {};
+    state.current = current;
+    state.socket = liveSocket(`/ws/queue?organization_id=${state.org}&scope=${state.scope}`, {
+      onMessage: (msg) => { if (state.current === current) onMessage(msg); },
+      onState: (s) => { if (state.current === current) setConn(s); },
+    });
+  }
+
+  function reset() {
+    state.last = null;
     state.rows = new Map();
-    state.socket = liveSocket(`/ws/queue?organization_id=${state.org}&scope=${state.scope}`, { onMessage, onState: setConn });
+    connect();
   }
 
   $("mute").addEventListener("click", () => setMute(!state.muted));
   for (const r of document.querySelectorAll("input[name=scope]")) {
-    r.addEventListener("change", () => { if (r.checked) { state.scope = r.value; connect(); } });
+    r.addEventListener("change", () => { if (r.checked) { state.scope = r.value; reset(); } });
   }
-  $("org-select")?.addEventListener("change", async (ev) => { state.org = ev.target.value; await loadMembers(); connect(); });
-  // Browsers only allow sound after a user gesture: the first click anywhere unlocks it.
-  document.addEventListener("pointerdown", () => { if (!audio && !state.muted) { try { audio = new AudioContext(); } catch { /* none */ } } },
-    { once: true });
+  $("org-select")?.addEventListener("change", async (ev) => { state.org = ev.target.value; await loadMembers(); reset(); });
+  // Browsers only allow sound after a user gesture: the first click or key press anywhere unlocks it.
+  const unlock = () => { if (!audio && !state.muted) { try { audio = new AudioContext(); } catch { /* none */ } } };
+  document.addEventListener("pointerdown", unlock, { once: true });
+  document.addEventListener("keydown", unlock, { once: true });
   setMute(state.muted);
   connect();
   loadMembers().then(() => render(state.last ?? []));

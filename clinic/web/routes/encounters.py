@@ -105,23 +105,30 @@ class QueueQuery(Input):
 
 
 class QueueEntryOut(Output):
+    """One waiting (or in-consultation) patient, as the requesting clinician may act on them."""
+
     encounter_id: uuid.UUID
     patient_id: uuid.UUID
     patient_name: str
     age: int
-    status: str
+    status: Literal["checked_in", "in_consult"]
     kind: str
     mode: str
-    priority: int
+    priority: int = Field(description="triage priority: 1 (most urgent) … 5")
     scheduled_start: datetime | None
     checked_in_at: datetime | None
     waiting_minutes: int
     chief_complaint: str
-    symptoms: list[str]
-    queue: str
+    symptoms: list[str] = Field(description="check-in questionnaire codes (see the check-in body)")
+    queue: Literal["shared", "personal"] = Field(
+        description="shared: any clinician may claim; personal: booked with or transferred to one clinician")
     assigned_practitioner_id: uuid.UUID | None
+    assigned_practitioner_name: str
     claimed_by_id: uuid.UUID | None
     claimed_by_name: str
+    actions: list[Literal["claim", "open", "release", "transfer", "priority"]] = Field(
+        description="what the requester may do now: the claim, release, transfer and priority calls, and open "
+                    "(the visit page, for the clinician who claimed the patient)")
 
 
 class QueueOut(Output):
@@ -218,25 +225,34 @@ async def get_queue(ctx: ApiContext) -> QueueOut:
 
 @router.route("POST", "/encounters/{id}/claim", response=EncounterOut, tags=T)
 async def claim(ctx: ApiContext) -> EncounterOut:
-    """Take a waiting patient (exclusive: a second clinician gets 409)."""
+    """Take a waiting patient (exclusive: a second clinician gets 409 already_claimed).
+
+    Also 409 ``assigned_to_other`` (another clinician's personal queue) and ``not_checked_in``/``not_waiting``."""
     return _out(await svc.claim(ctx.uow, ctx.principal, ctx.path_uuid(), hub=_hub(ctx)))
 
 
 @router.route("POST", "/encounters/{id}/release", response=EncounterOut, tags=T)
 async def release(ctx: ApiContext) -> EncounterOut:
-    """Return a claimed patient to the queue."""
+    """Return a claimed patient to the queue.
+
+    409 ``not_claimed``, ``already_claimed`` (someone else holds them) or ``not_waiting``."""
     return _out(await svc.release(ctx.uow, ctx.principal, ctx.path_uuid(), hub=_hub(ctx)))
 
 
 @router.route("POST", "/encounters/{id}/transfer", body=TransferIn, response=EncounterOut, tags=T)
 async def transfer(ctx: ApiContext) -> EncounterOut:
-    """Hand a waiting patient to a colleague's personal queue."""
+    """Hand a waiting patient to a colleague's personal queue.
+
+    For the clinician who holds the patient, or any clinician for an unclaimed patient of the shared queue:
+    409 ``already_claimed``/``assigned_to_other``/``not_waiting``, 422 ``unknown_clinician``/``same_clinician``."""
     return _out(await svc.transfer(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.to_user_id, hub=_hub(ctx)))
 
 
 @router.route("POST", "/encounters/{id}/priority", body=PriorityIn, response=EncounterOut, tags=T)
 async def priority(ctx: ApiContext) -> EncounterOut:
-    """Change the triage priority (1 most urgent … 5)."""
+    """Change the triage priority (1 most urgent … 5).
+
+    Who may, and the refusals: as for transfer."""
     return _out(await svc.set_priority(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.priority, hub=_hub(ctx)))
 
 
