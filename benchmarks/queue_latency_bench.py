@@ -30,14 +30,16 @@ import aiohttp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from clinic.db.clinical import Patient, Practitioner
+from clinic.db.clinical import ConsentKind, Patient, Practitioner
 from clinic.db.encounters import Encounter
 from clinic.db.engine import make_engine, session_factory
 from clinic.db.migrate import upgrade
 from clinic.db.models import Membership, Organization, OrgKind, Role, User
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus
+from clinic.security.authz import SYSTEM
 from clinic.security.passwords import hash_password
+from clinic.services.patients import grant_consent
 
 PASSWORD = "bench-password-123"
 
@@ -77,6 +79,8 @@ async def seed(url: str, visits: int) -> tuple[uuid.UUID, list[tuple[str, uuid.U
                         birth_date=date(1980, 1, 1))
             uow.add(p)
             await uow.session.flush()
+            # Check-in requires the patient's consent to telemedicine (given on the visit page beforehand).
+            await grant_consent(uow, SYSTEM, p.id, ConsentKind.TELEMEDICINE)
             e = Encounter(organization_id=org.id, patient_id=p.id, status=EncounterStatus.BOOKED, kind="on_demand")
             uow.add(e)
             await uow.session.flush()

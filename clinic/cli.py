@@ -62,12 +62,13 @@ async def _with_uow(settings: Settings, fn: Any) -> Any:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
-    from clinic.demo import format_logins, read_logins, seed_demo, write_logins
+    from clinic.demo import add_birth_dates, format_logins, read_logins, seed_demo, write_logins
 
     settings = _settings()
     logins = asyncio.run(_with_uow(settings, seed_demo))
     if logins is None:
-        logins = read_logins(settings.data_dir)
+        saved = read_logins(settings.data_dir)
+        logins = asyncio.run(_with_uow(settings, lambda uow: add_birth_dates(uow, saved)))
     else:
         write_logins(settings.data_dir, logins)
     print(format_logins(logins, settings.effective_base_url))

@@ -26,6 +26,7 @@ from clinic.db.clinical import (
     PatientAttribute,
     Practitioner,
     Sex,
+    person_name,
 )
 from clinic.db.models import Membership, Organization, OrgKind, Role, User
 from clinic.db.uow import UnitOfWork
@@ -110,7 +111,9 @@ async def seed_demo(uow: UnitOfWork) -> list[dict[str, str]] | None:
         ("patient4@demo.example", "정", "하준", date(2015, 6, 30), Sex.MALE, "+821045678901", []),
     ]
     for email, fam, giv, born, sex, phone, attrs in patients:
-        u = await user(email, f"{fam}{giv}", Role.PATIENT, clinic)
+        u = await user(email, person_name(fam, giv), Role.PATIENT, clinic)
+        # Check-in asks for the birth date, so the demo patient has to be told theirs.
+        logins[-1]["birth_date"] = born.isoformat()
         p = Patient(organization_id=clinic.id, user_id=u.id, family_name=fam, given_name=giv, birth_date=born,
                     sex=sex, phone=phone, email=email, jurisdiction="KR", address="서울특별시",
                     nominated_pharmacy_id=pharmacy.id)
@@ -160,8 +163,23 @@ async def _seed_clinic_setup(uow: UnitOfWork, clinic_id: Any, doctors: list[Any]
     await load_starter(uow)
 
 
+async def add_birth_dates(uow: UnitOfWork, logins: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The saved logins, each patient's with the birth date check-in asks for (logins saved before it was
+    recorded there lack it)."""
+    emails = [row["email"] for row in logins if row.get("role") == Role.PATIENT.value and not row.get("birth_date")]
+    if not emails:
+        return logins
+    born = dict((await uow.session.execute(
+        select(Patient.email, Patient.birth_date).where(Patient.email.in_(emails), Patient.erased_at.is_(None))
+    )).tuples().all())
+    return [{**row, "birth_date": born[row["email"]].isoformat()} if row["email"] in born else row
+            for row in logins]
+
+
 def format_logins(logins: list[dict[str, str]], base_url: str) -> str:
     lines = [f"Demo logins for {base_url}/login  (two-factor sign-in is OFF for the demo organizations)"]
     for row in logins:
-        lines.append(f"  {row['role']:<15} {row['email']:<28} {row['password']}   {row['name']}")
+        # Patients confirm their birth date at check-in; logins saved by an older seed lack it.
+        born = f"   born {row['birth_date']}" if row.get("birth_date") else ""
+        lines.append(f"  {row['role']:<15} {row['email']:<28} {row['password']}   {row['name']}{born}")
     return "\n".join(lines)

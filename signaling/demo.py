@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from clinic.config import Settings
 from clinic.db.base import utcnow
-from clinic.db.clinical import InPersonVisit, Patient
+from clinic.db.clinical import ConsentKind, InPersonVisit, Patient
 from clinic.db.encounters import Encounter, EncounterTransition
 from clinic.db.models import MagicLinkPurpose, Organization, User
 from clinic.db.uow import UnitOfWork
@@ -24,6 +24,7 @@ from clinic.encounters.state import EncounterStatus
 from clinic.errors import NotFound
 from clinic.security.authz import SYSTEM
 from clinic.services.accounts import issue_magic_link
+from clinic.services.patients import grant_consent
 
 DEMO_DOCTOR = "dr.kim@demo.example"
 DEMO_PATIENT = "patient1@demo.example"
@@ -77,6 +78,8 @@ async def create_demo_visit(uow: UnitOfWork, settings: Settings, base_url: str) 
                                              actor_id="demo", reason="demo visit"))
     uow.add(e)
     await uow.session.flush()
+    # A checked-in patient has consented to telemedicine (check-in requires it); the demo skips check-in.
+    await grant_consent(uow, SYSTEM, patient.id, ConsentKind.TELEMEDICINE, encounter_id=e.id)
     uow.audit.record(SYSTEM, "demo.visit", object_type="Encounter", object_id=e.id, organization_id=org.id,
                      patient_id=patient.id)
     links = {}

@@ -13,6 +13,45 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from clinic.db.base import Base, IdMixin, TimestampMixin, utcnow
 from clinic.db.models import str_enum
 
+#: Scripts whose names are written family name first, with no space between the parts (김민지, 山田太郎, 王小明).
+_FAMILY_FIRST_RANGES = (
+    (0x1100, 0x11FF),  # Hangul Jamo
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3130, 0x318F),  # Hangul Compatibility Jamo
+    (0x31F0, 0x31FF),  # Katakana Phonetic Extensions
+    (0x3400, 0x4DBF),  # CJK Unified Ideographs Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xA960, 0xA97F),  # Hangul Jamo Extended-A
+    (0xAC00, 0xD7FF),  # Hangul Syllables, Jamo Extended-B
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0xFF65, 0xFFDC),  # halfwidth Katakana and Hangul
+    (0x20000, 0x3134F),  # CJK Unified Ideographs Extensions B-G
+)
+
+
+def _family_first_script(ch: str) -> bool:
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _FAMILY_FIRST_RANGES)
+
+
+def person_name(family: str, given: str) -> str:
+    """A person's full name as people of that script write it: the one place names are put together.
+
+    Hangul, Chinese characters and Kana: family name first, no space ("김" + "민지" → "김민지").
+    Other scripts (Latin, Cyrillic, …): given name first ("Minji" + "Kim" → "Minji Kim").
+    A name mixing both keeps the family name first, with a space ("김 Minji").
+    """
+    family, given = " ".join(family.split()), " ".join(given.split())
+    if not family or not given:
+        return family or given
+    letters = [ch for ch in family + given if ch.isalpha()]
+    east_asian = [_family_first_script(ch) for ch in letters]
+    if east_asian and all(east_asian):
+        return family + given
+    if any(east_asian):
+        return f"{family} {given}"
+    return f"{given} {family}"
+
 
 class Sex(enum.StrEnum):
     """FHIR AdministrativeGender."""
@@ -49,7 +88,8 @@ class Patient(IdMixin, TimestampMixin, Base):
 
     @property
     def full_name(self) -> str:
-        return f"{self.family_name} {self.given_name}".strip()
+        """The name to show and print (e-mails, invitations, queue, PDFs); see :func:`person_name`."""
+        return person_name(self.family_name, self.given_name)
 
     def age_on(self, day: date) -> int:
         b = self.birth_date

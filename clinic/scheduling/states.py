@@ -15,6 +15,7 @@ class Event(enum.StrEnum):
     ARRIVE = "arrive"
     CHECK_IN = "check_in"
     FULFIL = "fulfil"
+    UNASSIGN = "unassign"  # an on-demand request taken by a clinician goes back to waiting for any clinician
 
 
 class TransitionError(Exception):
@@ -36,6 +37,8 @@ TRANSITIONS: dict[tuple[S, Event], S] = {
     (S.ARRIVED, Event.CANCEL): S.CANCELLED,
     (S.ARRIVED, Event.FULFIL): S.FULFILLED,
     (S.CHECKED_IN, Event.FULFIL): S.FULFILLED,
+    (S.CHECKED_IN, Event.UNASSIGN): S.PROPOSED,
+    (S.CHECKED_IN, Event.CANCEL): S.CANCELLED,
     # fulfilled, cancelled and noshow are terminal
 }
 

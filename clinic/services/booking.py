@@ -1004,3 +1004,38 @@ async def claim_on_demand(uow: UnitOfWork, principal: Principal, appointment_id:
     uow.audit.record(principal, "appointment.claim", object_type="Appointment", object_id=a.id,
                      organization_id=a.organization_id, patient_id=a.patient_id)
     return a
+
+
+async def return_on_demand(uow: UnitOfWork, principal: Principal, a: Appointment) -> None:
+    """A taken on-demand request goes back to waiting (its clinician released it, or handed it to a colleague
+    who has yet to take it): it stops holding the clinician's time, and whoever takes it next holds theirs."""
+    if a.kind is not AppointmentKind.ON_DEMAND or a.practitioner_user_id is None:
+        return
+    previous = a.practitioner_user_id
+    await _release(uow, a)
+    a.status = _transition(a, Event.UNASSIGN)
+    a.practitioner_user_id = None
+    uow.audit.record(principal, "appointment.unassign", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id, detail={"from": str(previous)})
+
+
+async def withdraw_on_demand(uow: UnitOfWork, principal: Principal, a: Appointment, *, reason: str,
+                             now: datetime | None = None) -> None:
+    """The patient gave up waiting: the request ends (so they can ask again later) and frees any time held."""
+    if a.kind is not AppointmentKind.ON_DEMAND or a.status not in (AppointmentStatus.PROPOSED,
+                                                                  AppointmentStatus.CHECKED_IN):
+        return
+    await _release(uow, a)
+    a.status = _transition(a, Event.CANCEL)
+    a.cancellation_reason = reason
+    a.cancelled_at = now or utcnow()
+    uow.audit.record(principal, "appointment.cancel", object_type="Appointment", object_id=a.id,
+                     organization_id=a.organization_id, patient_id=a.patient_id, detail={"reason": reason})
+
+
+async def free_unused_time(uow: UnitOfWork, a: Appointment, ended_at: datetime) -> None:
+    """A visit that ends early gives back the rest of its time: the grid cells that start after it ended, so
+    the clinician can take the next patient at once. (The appointment keeps its planned end; the encounter
+    records when it really ended.)"""
+    await uow.session.execute(
+        delete(SlotClaim).where(SlotClaim.appointment_id == a.id, SlotClaim.slot_start >= ended_at))

@@ -23,11 +23,11 @@ from clinic.db.models import Membership, Role, User
 from clinic.db.scheduling import Appointment, AppointmentKind, AppointmentStatus, VisitType
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus, TransitionError, allowed_targets, check_transition
-from clinic.errors import Conflict, Forbidden, Invalid, NotFound
+from clinic.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from clinic.scheduling.states import Event
 from clinic.scheduling.states import TransitionError as AppointmentTransitionError
 from clinic.scheduling.states import transition as appointment_transition
-from clinic.security.authz import Principal, Resource, authorize
+from clinic.security.authz import Principal, Resource, allowed, authorize
 
 S = EncounterStatus
 #: How early a patient may check in before the booked time.
@@ -194,6 +194,17 @@ async def check_in(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUI
         if now < e.scheduled_start - CHECKIN_EARLY:
             raise Conflict("check-in opens 30 minutes before the appointment", code="too_early",
                            opens_at=(e.scheduled_start - CHECKIN_EARLY).isoformat())
+    # Every visit here is a telemedicine visit: nobody enters the waiting room without the patient's consent to
+    # the current telemedicine text (the visit page asks for it first; clinic staff may record it for the patient).
+    from clinic.db.clinical import ConsentKind
+    from clinic.services.patients import CONSENT_VERSIONS, current_consent
+
+    if await current_consent(uow, e.patient_id, ConsentKind.TELEMEDICINE) is None:
+        version = CONSENT_VERSIONS[ConsentKind.TELEMEDICINE]
+        raise Conflict("the patient has not consented to telemedicine; consent is asked before check-in",
+                       code="consent_required", fields={"telemedicine": f"consent to version {version} required"},
+                       audit={"action": "encounter.checkin", "object_type": "Encounter", "object_id": str(e.id),
+                              "detail": {"refused": "consent_required"}})
     # Identity confirmation: the person at the keyboard must know who the record belongs to.
     same_name = _norm(data.family_name) == _norm(patient.family_name) and \
         _norm(data.given_name) == _norm(patient.given_name)
@@ -221,6 +232,10 @@ async def leave_waiting_room(uow: UnitOfWork, principal: Principal, encounter_id
 
 # --- the consult queue ------------------------------------------------------------------------------------------
 
+#: What a queue viewer may do with an entry: the API calls (claim, release, transfer, priority) and opening
+#: the visit page. The page shows exactly these controls; the services refuse anything else.
+QUEUE_ACTIONS = ("claim", "open", "release", "transfer", "priority")
+
 
 @dataclass(frozen=True)
 class QueueEntry:
@@ -239,8 +254,11 @@ class QueueEntry:
     symptoms: list[str]
     queue: str  # shared | personal
     assigned_practitioner_id: uuid.UUID | None
+    assigned_practitioner_name: str
     claimed_by_id: uuid.UUID | None
     claimed_by_name: str
+    #: What the viewer may do with this entry, a subset of QUEUE_ACTIONS.
+    actions: list[str]
 
 
 def queue_order_key(e: Encounter) -> tuple[int, datetime, datetime]:
@@ -251,7 +269,9 @@ def queue_order_key(e: Encounter) -> tuple[int, datetime, datetime]:
 
 async def queue(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, scope: str = "all",
                 now: datetime | None = None) -> list[QueueEntry]:
-    """Checked-in patients not yet seen, plus those in consultation, for the organization's clinicians."""
+    """Checked-in patients not yet seen, plus those in consultation, for the organization's clinicians.
+
+    Each entry says, for this viewer, which actions will succeed (the same rules the services enforce)."""
     authorize(principal, "queue.read", Resource("Organization", organization_id=org_id))
     now = now or utcnow()
     rows = (await uow.session.execute(
@@ -259,7 +279,7 @@ async def queue(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, sco
         .where(Encounter.organization_id == org_id, Encounter.status.in_([S.CHECKED_IN, S.IN_CONSULT]))
     )).all()
     me = principal.user_id
-    names = await _user_names(uow, {e.claimed_by_id for e, _ in rows if e.claimed_by_id})
+    names = await _user_names(uow, {e.claimed_by_id for e, _ in rows} | {e.assigned_practitioner_id for e, _ in rows})
     out = []
     for e, p in sorted(rows, key=lambda r: queue_order_key(r[0])):
         personal = e.assigned_practitioner_id is not None
@@ -274,7 +294,9 @@ async def queue(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, sco
             scheduled_start=e.scheduled_start, checked_in_at=e.checked_in_at, waiting_minutes=max(0, waited),
             chief_complaint=e.chief_complaint, symptoms=list(e.symptoms),
             queue="personal" if personal else "shared", assigned_practitioner_id=e.assigned_practitioner_id,
-            claimed_by_id=e.claimed_by_id, claimed_by_name=names.get(e.claimed_by_id, "") if e.claimed_by_id else "",
+            assigned_practitioner_name=names.get(e.assigned_practitioner_id, ""),
+            claimed_by_id=e.claimed_by_id, claimed_by_name=names.get(e.claimed_by_id, ""),
+            actions=queue_actions(principal, e),
         ))
     uow.audit.record(principal, "queue.read", object_type="Encounter", organization_id=org_id,
                      detail={"count": len(out), "scope": scope})
@@ -289,21 +311,122 @@ async def _user_names(uow: UnitOfWork, ids: set[uuid.UUID | None]) -> dict[uuid.
     return {r[0]: r[1] for r in rows}
 
 
-def _require_clinician(principal: Principal, e: Encounter) -> None:
-    if principal.user_id is None or not principal.has_role(Role.CLINICIAN, e.organization_id):
-        raise Forbidden("only a clinician of this clinic can do that", action="encounter.manage",
-                        resource=resource(e))
+# --- who may do what with a waiting patient ----------------------------------------------------------------------
+#
+# One set of rules answers both "which controls does the queue offer this clinician?" and "why was this
+# refused?", so the page never offers what the API will refuse. Each refusal has its own code:
+#   not_checked_in     the patient has not checked in yet
+#   not_waiting        the patient is in consultation already, or the visit has ended
+#   already_claimed    another clinician has claimed the patient
+#   assigned_to_other  the patient is in another clinician's personal queue (booked with or transferred to them)
+#   not_claimed        release: nobody has claimed the patient
+#   same_clinician     transfer: the patient is already with that clinician
+#   unknown_clinician  transfer: the target is not a clinician of this clinic
+# A patient booked with another clinician is not taken over from the queue: that clinician transfers them.
+
+#: The refusal codes above (each has its sentence on the queue page).
+REFUSAL_CODES = ("not_checked_in", "not_waiting", "already_claimed", "assigned_to_other", "not_claimed",
+                 "same_clinician", "unknown_clinician")
+
+
+def _is_clinician(principal: Principal, e: Encounter) -> bool:
+    return principal.user_id is not None and principal.has_role(Role.CLINICIAN, e.organization_id) \
+        and allowed(principal, "encounter.manage", resource(e))
+
+
+def _status_refusal(e: Encounter, what: str) -> Conflict | None:
+    """Claims, releases, transfers and triage are for patients in the waiting room."""
+    if e.status is S.CHECKED_IN:
+        return None
+    if e.status is S.BOOKED:
+        return Conflict(f"the patient has not checked in yet; only waiting patients can be {what}",
+                        code="not_checked_in")
+    if e.status is S.IN_CONSULT:
+        return Conflict(f"the patient is already in consultation; only waiting patients can be {what}",
+                        code="not_waiting")
+    return Conflict(f"the visit has ended ({e.status.value.replace('_', ' ')}); only waiting patients can be {what}",
+                    code="not_waiting")
+
+
+def _holder_refusal(principal: Principal, e: Encounter, only_they: str) -> Conflict | None:
+    """Another clinician holds the patient: they claimed them, or the visit is booked with them."""
+    me = principal.user_id
+    if e.claimed_by_id is not None and e.claimed_by_id != me:
+        return Conflict(f"another clinician has claimed this patient; only they can {only_they}",
+                        code="already_claimed")
+    if e.claimed_by_id is None and e.assigned_practitioner_id not in (None, me):
+        return Conflict(f"this patient is in another clinician's personal queue; only that clinician can {only_they}",
+                        code="assigned_to_other")
+    return None
+
+
+def claim_refusal(principal: Principal, e: Encounter) -> DomainError | None:
+    """Why ``principal`` may not claim ``e`` now, or None (also None when they already hold the patient)."""
+    if not _is_clinician(principal, e):
+        return Forbidden("only a clinician of this clinic can claim a patient", action="encounter.manage",
+                         resource=resource(e))
+    me = principal.user_id
+    if e.claimed_by_id is not None and e.claimed_by_id != me:
+        return Conflict("another clinician has already claimed this patient", code="already_claimed")
+    if e.claimed_by_id == me and e.status in (S.CHECKED_IN, S.IN_CONSULT):
+        return None
+    if (refused := _status_refusal(e, "claimed")) is not None:
+        return refused
+    return _holder_refusal(principal, e, "claim them or transfer them to you")
+
+
+def release_refusal(principal: Principal, e: Encounter) -> DomainError | None:
+    if e.claimed_by_id is None:
+        return Conflict("nobody has claimed this patient", code="not_claimed")
+    if e.claimed_by_id != principal.user_id and not principal.has_role(Role.ORG_ADMIN, e.organization_id):
+        return Conflict("another clinician has claimed this patient; only they can release them",
+                        code="already_claimed")
+    return _status_refusal(e, "released to the queue")
+
+
+def transfer_refusal(principal: Principal, e: Encounter) -> DomainError | None:
+    """Transfer (to any colleague) is for the clinician who holds the patient, or anyone for an unclaimed
+    patient of the shared queue."""
+    if not _is_clinician(principal, e):
+        return Forbidden("only a clinician of this clinic can transfer a patient", action="encounter.manage",
+                         resource=resource(e))
+    return _status_refusal(e, "transferred") or _holder_refusal(principal, e, "transfer them")
+
+
+def priority_refusal(principal: Principal, e: Encounter) -> DomainError | None:
+    if not _is_clinician(principal, e):
+        return Forbidden("only a clinician of this clinic can change the triage priority",
+                         action="encounter.manage", resource=resource(e))
+    return _status_refusal(e, "triaged") or _holder_refusal(principal, e, "change the priority")
+
+
+def queue_actions(principal: Principal, e: Encounter) -> list[str]:
+    """What the queue offers ``principal`` for ``e`` (see QUEUE_ACTIONS)."""
+    out = []
+    mine = e.claimed_by_id is not None and e.claimed_by_id == principal.user_id
+    if not mine and claim_refusal(principal, e) is None:
+        out.append("claim")
+    if mine and _is_clinician(principal, e) and e.status in (S.CHECKED_IN, S.IN_CONSULT):
+        out.append("open")
+    if mine and release_refusal(principal, e) is None:
+        out.append("release")
+    if transfer_refusal(principal, e) is None:
+        out.append("transfer")
+    if priority_refusal(principal, e) is None:
+        out.append("priority")
+    return out
 
 
 async def claim(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, *,
                 hub: Publisher | None = None) -> Encounter:
-    """Take a waiting patient. A conditional update is the lock: two clinicians can never both win."""
+    """Take a waiting patient. A conditional update is the lock: two clinicians can never both win.
+
+    Claiming a patient one already holds (a second click, a second tab) returns the visit unchanged."""
     e = await load(uow, principal, encounter_id, "encounter.manage")
-    _require_clinician(principal, e)
-    if e.claimed_by_id is not None:
-        raise Conflict("another clinician has already taken this patient", code="already_claimed")
-    if e.assigned_practitioner_id not in (None, principal.user_id):
-        raise Conflict("this patient is waiting for another clinician; ask them to transfer", code="not_yours")
+    if (refused := claim_refusal(principal, e)) is not None:
+        raise refused
+    if e.claimed_by_id == principal.user_id:
+        return e
     now = utcnow()
     res = await uow.session.execute(
         update(Encounter)
@@ -313,8 +436,10 @@ async def claim(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, 
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         await uow.session.refresh(e)
-        raise Conflict("another clinician has already taken this patient" if e.claimed_by_id
-                       else f"the visit is {e.status.value}", code="already_claimed")
+        if e.claimed_by_id == principal.user_id:
+            return e  # the same clinician won in a parallel request
+        raise claim_refusal(principal, e) or Conflict("another clinician has already claimed this patient",
+                                                     code="already_claimed")
     await uow.session.refresh(e)
     if e.appointment_id is not None:
         a = await uow.session.get(Appointment, e.appointment_id)
@@ -332,54 +457,63 @@ async def claim(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, 
 
 async def release(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, *,
                   hub: Publisher | None = None) -> Encounter:
-    """Return a claimed patient to the queue (the claimer, or an org admin)."""
+    """Return a claimed, still waiting patient (the claimer, or an org admin).
+
+    The patient goes back to the queue they are in: the shared one, or their clinician's (an on-demand
+    request is booked with the clinician who claimed it)."""
     e = await load(uow, principal, encounter_id, "encounter.manage", lock=True)
-    if e.claimed_by_id != principal.user_id and not principal.has_role(Role.ORG_ADMIN, e.organization_id):
-        raise Forbidden("only the clinician who took the patient can return them", action="encounter.manage",
-                        resource=resource(e))
-    if e.status is not S.CHECKED_IN:
-        raise Conflict(f"the visit is {e.status.value}; only waiting patients go back to the queue",
-                       code="illegal_transition")
+    if (refused := release_refusal(principal, e)) is not None:
+        raise refused
+    previous = e.claimed_by_id
     e.claimed_by_id = None
     e.claimed_at = None
     uow.audit.record(principal, "encounter.release", object_type="Encounter", object_id=e.id,
-                     organization_id=e.organization_id, patient_id=e.patient_id)
+                     organization_id=e.organization_id, patient_id=e.patient_id,
+                     detail={"claimed_by": str(previous)})
     _announce(uow, hub, e, "queue.released")
     return e
 
 
 async def transfer(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, to_user_id: uuid.UUID, *,
                    hub: Publisher | None = None) -> Encounter:
-    """Hand a waiting patient to a colleague's personal queue."""
+    """Hand a waiting patient to a colleague's personal queue (unclaimed, for them to claim)."""
     e = await load(uow, principal, encounter_id, "encounter.manage", lock=True)
-    _require_clinician(principal, e)
-    if e.claimed_by_id not in (None, principal.user_id):
-        raise Conflict("another clinician has this patient", code="already_claimed")
-    if e.status is not S.CHECKED_IN:
-        raise Conflict(f"the visit is {e.status.value}", code="illegal_transition")
+    if (refused := transfer_refusal(principal, e)) is not None:
+        raise refused
     colleague = (await uow.session.execute(
         select(Membership).where(Membership.user_id == to_user_id, Membership.organization_id == e.organization_id,
                                  Membership.role == Role.CLINICIAN))).scalar_one_or_none()
     if colleague is None:
-        raise Invalid("not a clinician of this clinic", fields={"to_user_id": "unknown clinician"})
+        raise Invalid("not a clinician of this clinic", code="unknown_clinician",
+                      fields={"to_user_id": "not a clinician of this clinic"})
+    if e.assigned_practitioner_id == to_user_id and e.claimed_by_id in (None, to_user_id):
+        raise Invalid("the patient is already with this clinician", code="same_clinician",
+                      fields={"to_user_id": "already assigned to this clinician"})
+    previous = e.assigned_practitioner_id
     e.assigned_practitioner_id = to_user_id
     e.claimed_by_id = None
     e.claimed_at = None
     uow.audit.record(principal, "encounter.transfer", object_type="Encounter", object_id=e.id,
-                     organization_id=e.organization_id, patient_id=e.patient_id, detail={"to": str(to_user_id)})
+                     organization_id=e.organization_id, patient_id=e.patient_id,
+                     detail={"from": str(previous) if previous else None, "to": str(to_user_id)})
     _announce(uow, hub, e, "queue.transferred", to=str(to_user_id))
     return e
 
 
 async def set_priority(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, priority: int, *,
                        hub: Publisher | None = None) -> Encounter:
+    """Triage a waiting patient (1 most urgent … 5): the clinician who holds them, or anyone for an unclaimed
+    patient of the shared queue."""
     if not 1 <= priority <= 5:
         raise Invalid("priority is 1 (most urgent) to 5", fields={"priority": "1..5"})
     e = await load(uow, principal, encounter_id, "encounter.manage", lock=True)
-    _require_clinician(principal, e)
+    if (refused := priority_refusal(principal, e)) is not None:
+        raise refused
+    previous = e.priority
     e.priority = priority
     uow.audit.record(principal, "encounter.triage", object_type="Encounter", object_id=e.id,
-                     organization_id=e.organization_id, patient_id=e.patient_id, detail={"priority": priority})
+                     organization_id=e.organization_id, patient_id=e.patient_id,
+                     detail={"priority": priority, "from": previous})
     _announce(uow, hub, e, "queue.updated")
     return e
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import phonenumbers
@@ -29,6 +29,7 @@ from clinic.db.models import Organization
 from clinic.db.uow import UnitOfWork
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.security.authz import Principal, Resource, authorize, orgs_for, patients_for
+from clinic.web.i18n import get_locale, gettext
 
 
 def resource(p: Patient) -> Resource:
@@ -223,6 +224,18 @@ def is_chronic(p: Patient, on: date) -> bool:
                for a in p.attributes)
 
 
+# --- consents --------------------------------------------------------------------------------------------------
+#
+# Each kind has one current version of its text. A grant records that version and the SHA-256 of the text as
+# it was shown (title and paragraphs, in the page's language), so the exact wording agreed to can be proven
+# later. Change a text only together with its version: patients are then asked again.
+
+
+def N_(message: str) -> str:
+    """Marks a consent text for translation; it is translated when shown, in the reader's language."""
+    return message
+
+
 CONSENT_VERSIONS = {
     ConsentKind.TELEMEDICINE: "2026-01",
     ConsentKind.RECORDING: "2026-01",
@@ -230,18 +243,149 @@ CONSENT_VERSIONS = {
     ConsentKind.CHECKIN_PHOTO: "2026-01",
 }
 
+_WITHDRAW = N_("You can withdraw this consent at any time under “My visits”. Withdrawing does not affect "
+               "what happened before.")
+
+#: kind → (title, paragraphs) of the current version, in English (the source language).
+CONSENT_TEXTS: dict[ConsentKind, tuple[str, tuple[str, ...]]] = {
+    ConsentKind.TELEMEDICINE: (N_("Consent to telemedicine consultations"), (
+        N_("You are about to see a doctor of this clinic remotely — by video, by telephone or in a chat — "
+           "instead of face to face."),
+        N_("A remote consultation has limits. The doctor cannot examine you in person and may miss signs that an "
+           "examination would show. If the doctor thinks you need to be seen in person, they will ask you to come "
+           "to the clinic or go to a hospital. Some medicines cannot be prescribed remotely."),
+        N_("The consultation becomes part of your medical record, like a visit at the clinic. It is not recorded "
+           "unless everyone in the call agrees at that moment."),
+        N_("In an emergency, do not wait for a telemedicine visit: call 119 (abroad, the local emergency number)."),
+        _WITHDRAW,
+    )),
+    ConsentKind.RECORDING: (N_("Consent to recording consultations"), (
+        N_("With your consent, a consultation may be recorded when the doctor asks and everyone in the call agrees "
+           "at that moment. You are asked again in every call and can always say no."),
+        N_("Recordings are stored encrypted, used only for your care, and deleted automatically when the "
+           "retention period ends."),
+        _WITHDRAW,
+    )),
+    ConsentKind.DATA_SHARING: (N_("Consent to sharing records with other providers"), (
+        N_("With your consent, the clinic may send your visit summaries, prescriptions and test results to other "
+           "doctors, hospitals and pharmacies that treat you, so that they know your history."),
+        N_("Without it, records are shared only where the law requires or allows it without consent, for example "
+           "a prescription sent to the pharmacy you choose."),
+        _WITHDRAW,
+    )),
+    ConsentKind.CHECKIN_PHOTO: (N_("Consent to photos at check-in"), (
+        N_("With your consent, you can send the doctor photos when you check in (for example of a rash or a "
+           "wound). Photos are stored encrypted with your medical record."),
+        _WITHDRAW,
+    )),
+}
+
+
+@dataclass(frozen=True)
+class ConsentText:
+    """The current text of a consent in one language, as a patient reads it before agreeing."""
+
+    kind: ConsentKind
+    version: str
+    locale: str
+    title: str
+    paragraphs: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join((self.title, *self.paragraphs))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def consent_text(kind: ConsentKind, locale: str | None = None) -> ConsentText:
+    """The current version of a consent text, in ``locale`` (default: the request's language)."""
+    loc = locale or get_locale()
+    title, paragraphs = CONSENT_TEXTS[kind]
+    return ConsentText(kind=kind, version=CONSENT_VERSIONS[kind], locale=loc, title=gettext(title, loc),
+                       paragraphs=tuple(gettext(p, loc) for p in paragraphs))
+
+
+def _check_version(kind: ConsentKind, version: str | None) -> None:
+    """The patient must have read the current text: a page open since the text changed is refused."""
+    if version is not None and version != CONSENT_VERSIONS[kind]:
+        raise Conflict(f"the {kind.value} consent text has changed (now version {CONSENT_VERSIONS[kind]}); "
+                       "read it again", code="consent_version_changed",
+                       fields={"version": f"current version is {CONSENT_VERSIONS[kind]}"})
+
+
+async def _check_encounter(uow: UnitOfWork, p: Patient, encounter_id: uuid.UUID | None) -> None:
+    if encounter_id is None:
+        return
+    from clinic.db.encounters import Encounter
+
+    e = await uow.session.get(Encounter, encounter_id)
+    if e is None or e.patient_id != p.id:
+        raise Invalid("the visit is not this patient's", fields={"encounter_id": "not a visit of this patient"})
+
+
+async def current_consent(uow: UnitOfWork, patient_id: uuid.UUID, kind: ConsentKind) -> Consent | None:
+    """The patient's active grant of the current version of ``kind``, if any (older versions do not count)."""
+    return (await uow.session.execute(
+        select(Consent).where(Consent.patient_id == patient_id, Consent.kind == kind,
+                              Consent.version == CONSENT_VERSIONS[kind], Consent.revoked_at.is_(None))
+        .order_by(Consent.granted_at.desc()).limit(1)
+    )).scalar_one_or_none()
+
 
 async def grant_consent(uow: UnitOfWork, principal: Principal, patient_id: uuid.UUID, kind: ConsentKind, *,
-                        text: str = "", encounter_id: uuid.UUID | None = None) -> Consent:
+                        version: str | None = None, encounter_id: uuid.UUID | None = None,
+                        locale: str | None = None) -> Consent:
+    """Record the patient's consent to the current text of ``kind``, as shown in ``locale``.
+
+    ``version`` (the one the patient read) must be the current one. Granting again while a grant of the current
+    version is active returns that grant and records nothing new (a second tab, a double tap).
+    """
     p = await load(uow, principal, patient_id, "consent.manage")
-    c = Consent(patient_id=p.id, kind=kind, version=CONSENT_VERSIONS[kind],
-                text_sha256=hashlib.sha256(text.encode()).hexdigest() if text else "",
+    _check_version(kind, version)
+    await _check_encounter(uow, p, encounter_id)
+    existing = await current_consent(uow, p.id, kind)
+    if existing is not None:
+        return existing
+    shown = consent_text(kind, locale)
+    c = Consent(patient_id=p.id, kind=kind, version=shown.version, text_sha256=shown.sha256,
                 granted_by_id=principal.user_id, encounter_id=encounter_id)
     uow.add(c)
     await uow.session.flush()
     uow.audit.record(principal, "consent.grant", object_type="Consent", object_id=c.id,
-                     organization_id=p.organization_id, patient_id=p.id, detail={"kind": kind.value})
+                     organization_id=p.organization_id, patient_id=p.id,
+                     detail={"kind": kind.value, "version": shown.version, "locale": shown.locale,
+                             "text_sha256": shown.sha256,
+                             **({"encounter_id": str(encounter_id)} if encounter_id else {})})
     return c
+
+
+@dataclass(frozen=True)
+class ConsentDecline:
+    kind: ConsentKind
+    version: str
+    declined_at: datetime
+    encounter_id: uuid.UUID | None
+
+
+async def decline_consent(uow: UnitOfWork, principal: Principal, patient_id: uuid.UUID, kind: ConsentKind, *,
+                          version: str | None = None, encounter_id: uuid.UUID | None = None,
+                          locale: str | None = None) -> ConsentDecline:
+    """The patient read the text and said no. Nothing is granted; the decision is audited so the clinic can
+    see why a visit did not go ahead."""
+    p = await load(uow, principal, patient_id, "consent.manage")
+    _check_version(kind, version)
+    await _check_encounter(uow, p, encounter_id)
+    shown = consent_text(kind, locale)
+    d = ConsentDecline(kind=kind, version=shown.version, declined_at=utcnow(), encounter_id=encounter_id)
+    uow.audit.record(principal, "consent.decline", object_type="Consent", organization_id=p.organization_id,
+                     patient_id=p.id,
+                     detail={"kind": kind.value, "version": shown.version, "locale": shown.locale,
+                             "text_sha256": shown.sha256,
+                             **({"encounter_id": str(encounter_id)} if encounter_id else {})})
+    return d
 
 
 async def revoke_consent(uow: UnitOfWork, principal: Principal, consent_id: uuid.UUID) -> Consent:

@@ -95,7 +95,20 @@ def strings() -> dict[str, str]:
         "note_saved": _("Note saved."),
         "note_unavailable": _("Notes are not available for this visit."),
         "note_failed": _("The note could not be saved."),
-        "checkin_failed": _("Check-in failed:"),
+        "ci_identity": _("The name or birth date does not match the patient of this visit. Check them and try "
+                         "again."),
+        "ci_too_early": _("Check-in opens 30 minutes before your appointment. Please come back then."),
+        "ci_closed": _("This visit can no longer be checked in: it was cancelled, has started or has ended. "
+                       "See My visits."),
+        "ci_missing": _("Fill in your family name, given name, birth date and why you are seeing the doctor."),
+        "ci_other": _("Check-in did not work. Please try again in a moment, or call the clinic."),
+        "ci_call": _("Clinic phone: {phone}"),
+        "network_error": _("The network is not reachable. Check your connection and try again."),
+        "consent_needed": _("Please read the consent to telemedicine and answer it."),
+        "consent_given": _("Thank you. Your consent is recorded."),
+        "consent_declined": _("You did not consent, so this telemedicine visit cannot go ahead."),
+        "consent_failed": _("Your answer could not be saved. Please try again."),
+        "consent_changed": _("The consent text has just changed. Reload the page to read the new version."),
         "you": _("You"),
         "peer_left": _("A participant left the call."),
         "sharing": _("You are sharing your screen."),
@@ -113,7 +126,23 @@ def _page(request: web.Request, template: str, role: str, eid: uuid.UUID, extra:
                                       **extra})
 
 
+def _phone_display(e164: str) -> str:
+    """A clinic's number as people dial it at home (02-700-0000), else internationally."""
+    import phonenumbers
+
+    try:
+        num = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return e164
+    fmt = phonenumbers.PhoneNumberFormat
+    return phonenumbers.format_number(num, fmt.NATIONAL if num.country_code == 82 else fmt.INTERNATIONAL)
+
+
 async def patient_page(request: web.Request) -> web.StreamResponse:
+    from clinic.db.clinical import ConsentKind
+    from clinic.db.models import Organization
+    from clinic.services import patients as patient_svc
+
     p = _signed_in(request)
     eid = _eid(request)
     async with services(request.app).uow_factory() as uow:
@@ -123,12 +152,28 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
             raise web.HTTPFound(f"/console/visit/{eid}")
         uow.audit.record(p, "encounter.read", object_type="Encounter", object_id=e.id,
                          organization_id=e.organization_id, patient_id=e.patient_id, detail={"view": "visit"})
+        # Check-in needs the patient's consent to telemedicine: the page asks for it first, once.
+        consented = await patient_svc.current_consent(uow, e.patient_id, ConsentKind.TELEMEDICINE) is not None
+        uow.audit.record(p, "consent.read", object_type="Consent", organization_id=e.organization_id,
+                         patient_id=e.patient_id, detail={"kind": ConsentKind.TELEMEDICINE.value, "view": "visit"})
+        org = await uow.session.get(Organization, e.organization_id)
         await uow.commit()
-    return _page(request, "visit/patient.html", "patient", eid,
-                 {"status": e.status.value, "mode": e.mode})
+    text = patient_svc.consent_text(ConsentKind.TELEMEDICINE)
+    clinic = {"name": org.name if org else "", "phone": org.phone if org else "",
+              "phone_display": _phone_display(org.phone) if org and org.phone else "",
+              "email": org.email if org else ""}
+    return _page(request, "visit/patient.html", "patient", eid, {
+        "status": e.status.value, "mode": e.mode, "patient_id": str(e.patient_id), "clinic": clinic,
+        "consent": {"kind": text.kind.value, "version": text.version, "title": text.title,
+                    "paragraphs": list(text.paragraphs), "needed": not consented},
+    })
 
 
 async def doctor_page(request: web.Request) -> web.StreamResponse:
+    from clinic.db.base import utcnow
+    from clinic.services import notes as notes_svc
+    from clinic.web.routes.notes import note_out
+
     p = _signed_in(request)
     eid = _eid(request)
     async with services(request.app).uow_factory() as uow:
@@ -140,13 +185,20 @@ async def doctor_page(request: web.Request) -> web.StreamResponse:
         assert patient is not None
         uow.audit.record(p, "encounter.read", object_type="Encounter", object_id=e.id,
                          organization_id=e.organization_id, patient_id=e.patient_id, detail={"view": "consult"})
+        # The note panel starts from the note as the API would return it (null until the first save), so the
+        # page never has to ask for a note that does not exist yet.
+        try:
+            note: dict[str, Any] | None = (await note_out(
+                uow, await notes_svc.get_for_encounter(uow, p, e.id))).model_dump(mode="json")
+        except NotFound:
+            note = None
         await uow.commit()
-    from clinic.db.base import utcnow
 
     return _page(request, "visit/doctor.html", "clinician", eid, {
         "status": e.status.value, "mode": e.mode, "patient_name": patient.full_name,
         "patient_age": patient.age_on(utcnow().date()), "chief_complaint": e.chief_complaint,
         "symptoms": list(e.symptoms),
+        "note_state": {"encounter_id": str(eid), "encounter_status": e.status.value, "note": note},
     })
 
 

@@ -1,13 +1,23 @@
 // /portal: the patient's visits (join, cancel, change time), documents, prescriptions (code/QR, pharmacy,
 // tracking), consents, data export and erasure. Everything goes through the JSON API.
-import { announce, busy, call, clearError, fmtDateTime, h, isKo, newKey, pageData, showError, t } from "./live.js";
+import { CallError, announce, busy, call, clearError, fmtDateTime, h, isKo, newKey, pageData, showError, t } from "./live.js";
 
 const data = pageData();
 const $ = (id) => document.getElementById(id);
+
+// An API refusal as one sentence in the page's language, chosen by its error code (the server's message is
+// English). Policy refusals keep their reasons, which come in both languages; our own messages pass through.
+function inLanguage(err) {
+  if (!(err instanceof CallError) || err.decision?.reasons?.length || err.code === "network") return err;
+  const key = `err_${err.code}`;
+  const text = t(key);
+  return { message: text === key ? t("err_generic") : text, fields: {} };
+}
 const errorBox = $("portal-error");
 const status = $("portal-status");
 const JOIN_EARLY_MS = 30 * 60 * 1000;
 let types = new Map();
+let doctors = new Map();
 
 function patient() {
   const sel = $("portal-patient");
@@ -16,7 +26,7 @@ function patient() {
 }
 
 function fail(err) {
-  showError(errorBox, err);
+  showError(errorBox, inLanguage(err));
   errorBox.focus();
 }
 
@@ -43,12 +53,18 @@ function visitRow(appt, enc, now) {
   const vt = types.get(appt.visit_type_id);
   const name = vt ? (isKo() && vt.name_ko ? vt.name_ko : vt.name) : "";
   const statusKey = enc && enc.status !== "booked" ? enc.status : appt.status;
+  const doctor = appt.practitioner_id ? doctors.get(appt.practitioner_id)?.display_name : "";
   const li = h("li", { class: "row", "data-testid": "visit-row", "data-appointment-id": appt.id,
     "data-status": statusKey },
     h("div", { class: "row-main" },
       h("strong", {}, appt.kind === "on_demand" ? t("on_demand") : fmtDateTime(appt.start, p.timezone)),
       " ", h("span", { class: "badge", "data-testid": "visit-status" }, t(`st_${statusKey}`)),
-      h("div", { class: "muted" }, [name, t(`mode_${appt.mode}`), appt.reason].filter(Boolean).join(" · "))));
+      doctor ? h("div", { "data-testid": "visit-doctor" }, `${t("doctor")}: `, h("span", { translate: "no" }, doctor))
+        : null,
+      h("div", { class: "muted" },
+        // a visit type the clinic named only in English is marked as English on a Korean page
+        name ? [h("span", { lang: isKo() && !vt.name_ko ? "en" : null }, name), " · "] : null,
+        t(`mode_${appt.mode}`), appt.reason ? [" · ", h("span", { translate: "no" }, appt.reason)] : null)));
   const actions = h("div", { class: "actions" });
   if (canJoin(appt, enc, now)) {
     actions.append(h("a", { class: "button", href: `/visit/${enc.id}`, "data-testid": "join-link" }, t("join")));
@@ -75,8 +91,12 @@ function cancelControl(appt) {
   const yes = h("button", { type: "button", class: "danger small", "data-testid": "cancel-confirm", hidden: true },
     t("cancel_confirm"));
   const no = h("button", { type: "button", class: "secondary small", hidden: true }, t("keep_visit"));
+  const close = () => { start.hidden = false; yes.hidden = true; no.hidden = true; start.focus(); };
   start.addEventListener("click", () => { start.hidden = true; yes.hidden = false; no.hidden = false; yes.focus(); });
-  no.addEventListener("click", () => { start.hidden = false; yes.hidden = true; no.hidden = true; start.focus(); });
+  no.addEventListener("click", close);
+  wrap.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && !yes.hidden) { ev.preventDefault(); close(); }
+  });
   yes.addEventListener("click", () => busy(yes, async () => {
     try {
       await call("POST", `/api/v1/appointments/${appt.id}/cancel`, { reason: "" });
@@ -143,13 +163,16 @@ async function loadVisits() {
   const past = $("past");
   const docs = $("documents");
   try {
-    const [appts, encs, vts] = await Promise.all([
+    const [appts, encs, vts, staff] = await Promise.all([
       call("GET", `/api/v1/appointments?patient_id=${p.id}&limit=200`),
       call("GET", `/api/v1/patients/${p.id}/encounters`),
       types.size ? Promise.resolve(null) : call("GET", `/api/v1/organizations/${p.organization_id}/visit-types?include_inactive=true`)
         .catch(() => null),
+      doctors.size ? Promise.resolve(null) : call("GET", `/api/v1/organizations/${p.organization_id}/practitioners`)
+        .catch(() => null),
     ]);
     if (vts) types = new Map(vts.items.map((v) => [v.id, v]));
+    if (staff) doctors = new Map(staff.items.map((d) => [d.user_id, d]));
     const byAppt = new Map(encs.items.filter((e) => e.appointment_id).map((e) => [e.appointment_id, e]));
     const now = Date.now();
     const upcoming = [];
@@ -195,7 +218,7 @@ function pharmacySearch(onPick, pickLabel, testid) {
         const pick = h("button", { type: "button", class: "small", "data-testid": testid }, pickLabel);
         pick.addEventListener("click", () => busy(pick, () => onPick(ph)));
         results.append(h("li", { class: "row", "data-testid": "pharmacy-option" },
-          h("span", {}, h("strong", {}, ph.name), h("br"), h("span", { class: "muted" },
+          h("span", { translate: "no" }, h("strong", {}, ph.name), h("br"), h("span", { class: "muted" },
             `${ph.address} ${ph.postal_code}`)), pick));
       }
     } catch (err) { fail(err); }
@@ -208,7 +231,7 @@ function pharmacySearch(onPick, pickLabel, testid) {
 
 function rxRow(rx) {
   const li = h("li", { class: "row", "data-testid": "rx-row", "data-rx-id": rx.id },
-    h("div", { class: "row-main" }, h("strong", {}, rx.rx_number), " ",
+    h("div", { class: "row-main" }, h("strong", { translate: "no" }, rx.rx_number), " ",
       h("span", { class: "badge", "data-testid": "rx-row-status" }, t(`rx_${rx.status}`)),
       h("div", { class: "muted" }, fmtDateTime(rx.created_at, patient().timezone))));
   const actions = h("div", { class: "actions" },
@@ -237,7 +260,7 @@ function rxRow(rx) {
         const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
         const resp = await fetch(`/api/v1/prescriptions/${rx.id}/token.pdf?lang=${isKo() ? "ko" : "en"}`,
           { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
-        if (!resp.ok) throw new Error((await resp.json())?.error?.message ?? `HTTP ${resp.status}`);
+        if (!resp.ok) throw new CallError(resp.status, await resp.json().catch(() => null));
         window.open(URL.createObjectURL(await resp.blob()), "_blank", "noopener");
       } catch (err) { fail(err); }
     }));
@@ -262,6 +285,7 @@ async function loadPrescriptions() {
   const p = patient();
   const list = $("prescriptions");
   $("nominated-name").textContent = p.nominated_pharmacy_name || t("no_nominated");
+  $("nominated-name").translate = !p.nominated_pharmacy_name; // a pharmacy's name is a name, not text to translate
   try {
     const res = await call("GET", `/api/v1/patients/${p.id}/prescriptions`);
     const visible = res.items.filter((r) => r.status !== "draft");
@@ -278,40 +302,66 @@ function setupNominate() {
       p.nominated_pharmacy_id = ph.id;
       p.nominated_pharmacy_name = ph.name;
       $("nominated-name").textContent = ph.name;
+      $("nominated-name").translate = false;
       $("nominate-box").open = false;
       ok(t("nominated_ok"));
     } catch (err) { fail(err); }
   }, t("nominate_here"), "pharmacy-nominate"));
 }
 
-// --- consents -----------------------------------------------------------------------------------------
+// --- consents -----------------------------------------------------------------------------------------------
 
 const KINDS = ["telemedicine", "recording", "data_sharing", "checkin_photo"];
+let consentTexts = null;
+
+async function texts() {
+  if (consentTexts === null) {
+    const res = await call("GET", `/api/v1/consent-texts?lang=${isKo() ? "ko" : "en"}`);
+    consentTexts = new Map(res.items.map((x) => [x.kind, x]));
+  }
+  return consentTexts;
+}
+
+function consentTextBox(text) {
+  if (!text) return null;
+  return h("details", { class: "consent-details", "data-testid": `consent-text-${text.kind}` },
+    h("summary", {}, t("read_text")),
+    h("div", { class: "consent-text" }, h("p", {}, h("strong", {}, text.title)),
+      ...text.paragraphs.map((para) => h("p", {}, para)),
+      h("p", { class: "muted" }, `${t("text_version")} `, h("span", { translate: "no" }, text.version))));
+}
 
 async function loadConsents() {
   const p = patient();
   const list = $("consents");
   try {
-    const res = await call("GET", `/api/v1/patients/${p.id}/consents`);
+    const [res, known] = await Promise.all([call("GET", `/api/v1/patients/${p.id}/consents`),
+      texts().catch(() => new Map())]);
     list.replaceChildren();
     for (const kind of KINDS) {
       const active = res.items.find((c) => c.kind === kind && !c.revoked_at);
+      const text = known.get(kind);
       const btn = active
         ? h("button", { type: "button", class: "secondary small", "data-testid": `consent-revoke-${kind}` }, t("revoke"))
         : h("button", { type: "button", class: "small", "data-testid": `consent-grant-${kind}` }, t("grant"));
       btn.addEventListener("click", () => busy(btn, async () => {
         try {
           if (active) await call("POST", `/api/v1/consents/${active.id}/revoke`);
-          else await call("POST", `/api/v1/patients/${p.id}/consents`, { kind });
+          else await call("POST", `/api/v1/patients/${p.id}/consents`, { kind, version: text?.version });
           ok(t("saved"));
           await loadConsents();
           list.querySelector(`[data-testid$="-${kind}"]`)?.focus();
         } catch (err) { fail(err); }
       }));
+      let state = t("not_granted");
+      if (active) {
+        state = `${t("granted")} · ${fmtDateTime(active.granted_at, p.timezone)}`;
+        if (!active.current) state += ` · ${t("earlier_version")}`;
+      }
       list.append(h("li", { class: "row", "data-testid": "consent-row", "data-kind": kind },
-        h("span", {}, t(`consent_${kind}`), " ",
-          h("span", { class: `badge ${active ? "ok-badge" : ""}`, "data-testid": `consent-state-${kind}` },
-            active ? `${t("granted")} · ${fmtDateTime(active.granted_at, p.timezone)}` : t("not_granted"))),
+        h("div", { class: "row-main" }, t(`consent_${kind}`), " ",
+          h("span", { class: `badge ${active ? "ok-badge" : ""}`, "data-testid": `consent-state-${kind}` }, state),
+          consentTextBox(text)),
         btn));
     }
   } catch (err) { fail(err); }
@@ -332,10 +382,14 @@ erasureStart.addEventListener("click", () => {
   erasureStart.setAttribute("aria-expanded", "true");
   $("erasure-reason").focus();
 });
-$("erasure-cancel").addEventListener("click", () => {
+function closeErasure() {
   erasurePanel.hidden = true;
   erasureStart.setAttribute("aria-expanded", "false");
   erasureStart.focus();
+}
+$("erasure-cancel").addEventListener("click", closeErasure);
+erasurePanel.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape") { ev.preventDefault(); closeErasure(); }
 });
 erasurePanel.addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -363,6 +417,6 @@ function loadAll() {
   loadConsents();
 }
 
-$("portal-patient")?.addEventListener("change", () => { types = new Map(); loadAll(); });
+$("portal-patient")?.addEventListener("change", () => { types = new Map(); doctors = new Map(); loadAll(); });
 setupNominate();
 loadAll();

@@ -307,6 +307,74 @@ function wireControls() {
 
 // --- patient ------------------------------------------------------------------------------------------------
 
+// Check-in refusals, one sentence each in the page's language, chosen by the API error code (never the server's
+// English message). consent_required is not shown as an error: the consent step opens instead.
+const CHECKIN_ERRORS = {
+  identity_mismatch: ["ci_identity", ["ci-family", "ci-given", "ci-birth"]],
+  too_early: ["ci_too_early", []],
+  illegal_transition: ["ci_closed", []],
+  validation_failed: ["ci_missing", []],
+  network: ["network_error", []],
+};
+const CHECKIN_FIELDS = { family_name: "ci-family", given_name: "ci-given", birth_date: "ci-birth",
+  chief_complaint: "ci-complaint" };
+
+function errorCode(err) {
+  if (err instanceof ApiError) return err.code;
+  return err instanceof TypeError ? "network" : ""; // fetch fails with a TypeError when offline
+}
+
+function checkinError(text, fieldIds = []) {
+  for (const id of Object.values(CHECKIN_FIELDS)) $(id).removeAttribute("aria-invalid");
+  $("checkin-error").textContent = text;
+  for (const id of fieldIds) $(id).setAttribute("aria-invalid", "true");
+  if (fieldIds.length) $(fieldIds[0]).focus();
+}
+
+// Telemedicine consent: asked once, before the first check-in (or before joining a visit that is already
+// checked in, if it was withdrawn). Declining explains how to reach the clinic instead.
+const consent = { needed: Boolean(cfg.consent?.needed), next: null };
+
+function askConsent(next) {
+  consent.next = next;
+  for (const id of ["checkin-section", "tm-declined-section"]) show(id, false);
+  $("tm-consent-error").textContent = "";
+  show("tm-consent-section");
+  status(S.consent_needed);
+  $("tm-consent-h").focus();
+}
+
+async function answerConsent(agree) {
+  const buttons = [$("tm-consent-agree"), $("tm-consent-decline")];
+  for (const b of buttons) b.disabled = true;
+  try {
+    await api("POST", `/api/v1/patients/${cfg.patient_id}/consents${agree ? "" : "/decline"}`,
+      { kind: cfg.consent.kind, version: cfg.consent.version, encounter_id: eid });
+  } catch (err) {
+    const code = errorCode(err);
+    $("tm-consent-error").textContent = code === "consent_version_changed" ? S.consent_changed
+      : code === "network" ? S.network_error : S.consent_failed;
+    return;
+  } finally {
+    for (const b of buttons) b.disabled = false;
+  }
+  show("tm-consent-section", false);
+  if (agree) {
+    consent.needed = false;
+    status(S.consent_given);
+    consent.next?.();
+  } else {
+    show("tm-declined-section");
+    status(S.consent_declined);
+    $("tm-declined-h").focus();
+  }
+}
+
+function showCheckin() {
+  show("checkin-section");
+  $("ci-family").focus();
+}
+
 async function patientPage() {
   const checks = { camera: false, mic: false, net: false };
   const set = (id, ok, text) => {
@@ -320,6 +388,9 @@ async function patientPage() {
     $("device-summary").textContent = ready ? S.device_ready : S.device_not_ready;
     if (ready) status(S.device_ready);
   };
+  $("tm-consent-agree").addEventListener("click", () => answerConsent(true));
+  $("tm-consent-decline").addEventListener("click", () => answerConsent(false));
+  $("tm-consent-again").addEventListener("click", () => askConsent(consent.next));
   const opened = await openDevices();
   local = opened.stream;
   checks.camera = opened.camera;
@@ -348,12 +419,9 @@ async function patientPage() {
       const enc = await api("GET", `/api/v1/encounters/${eid}`);
       statusNow = enc.status;
     } catch { /* use the page's status */ }
-    if (statusNow === "booked") {
-      show("checkin-section");
-      $("ci-family").focus();
-      return;
-    }
-    joinNow();
+    const next = statusNow === "booked" ? showCheckin : joinNow;
+    if (consent.needed && ["booked", "checked_in"].includes(statusNow)) askConsent(next);
+    else next();
   });
   $("checkin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -363,12 +431,33 @@ async function patientPage() {
       birth_date: f.birth_date.value, chief_complaint: f.chief_complaint.value.trim(),
       symptoms: [...f.querySelectorAll('input[name="symptoms"]:checked')].map((i) => i.value),
     };
+    const empty = Object.entries(CHECKIN_FIELDS).filter(([k]) => !body[k]).map(([, id]) => id);
+    if (empty.length) {
+      checkinError(S.ci_missing, empty);
+      return;
+    }
+    const submit = $("checkin-submit");
+    submit.disabled = true;
     try {
       await api("POST", `/api/v1/encounters/${eid}/check-in`, body, { idempotencyKey: crypto.randomUUID() });
+      checkinError("");
       show("checkin-section", false);
       joinNow();
     } catch (err) {
-      $("checkin-error").textContent = `${S.checkin_failed} ${err instanceof ApiError ? err.message : err}`;
+      const code = errorCode(err);
+      if (code === "consent_required") {
+        consent.needed = true;
+        askConsent(showCheckin);
+        return;
+      }
+      const [key, ids] = CHECKIN_ERRORS[code] ?? ["ci_other", []];
+      const fieldIds = code === "validation_failed"
+        ? Object.keys(err.fields ?? {}).map((k) => CHECKIN_FIELDS[k]).filter(Boolean) : ids;
+      const phone = key === "ci_other" && cfg.clinic?.phone_display
+        ? ` ${S.ci_call.replace("{phone}", cfg.clinic.phone_display)}` : "";
+      checkinError(S[key] + phone, fieldIds);
+    } finally {
+      submit.disabled = false;
     }
   });
 }

@@ -136,7 +136,7 @@ async def choose_slot(page: Page, s: Setup, mode: str) -> None:
     await page.get_by_test_id("book-date").dispatch_event("change")
     slot = page.get_by_test_id("slot").first
     await slot.click()
-    await expect(slot).to_have_attribute("aria-pressed", "true")
+    await expect(slot.get_by_test_id("slot-input")).to_be_checked()
     await page.get_by_test_id("book-mode").select_option(mode)
 
 
@@ -186,6 +186,8 @@ async def _on_demand_checked_in(pt: Session, s: Setup, complaint: str) -> tuple[
                  {"patient_id": pid, "visit_type_id": s.visit_type_id, "mode": "video", "reason": complaint}, key=True)
     enc = next(e for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]
                if e["status"] == "booked")
+    # check-in requires consent to telemedicine, which the visit page asks for first
+    await pt.api("POST", f"/api/v1/patients/{pid}/consents", {"kind": "telemedicine", "encounter_id": enc["id"]})
     await pt.api("POST", f"/api/v1/encounters/{enc['id']}/check-in", {
         "family_name": patient["family_name"], "given_name": patient["given_name"],
         "birth_date": patient["birth_date"], "chief_complaint": complaint, "symptoms": ["cough", "fever"]}, key=True)

@@ -3,19 +3,27 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from clinic.db.clinical import ConsentKind
 from clinic.db.encounters import Encounter
 from clinic.db.scheduling import Appointment, AppointmentKind, AppointmentStatus, VisitMode, VisitType
 from clinic.encounters.state import EncounterStatus
+from clinic.security.authz import SYSTEM
+from clinic.services import patients
 from tests.conftest import Db
 from tests.world import World
 
 
 async def make_visit(db: Db, world: World, *, tenant: str = "a", patient: str = "patient",
-                     personal: bool = True, minutes_from_now: int = 10) -> uuid.UUID:
-    """A booked video visit starting soon (check-in is open), without going through slot search."""
+                     personal: bool = True, minutes_from_now: int = 10, consent: bool = True) -> uuid.UUID:
+    """A booked video visit starting soon (check-in is open), without going through slot search.
+
+    ``consent``: the patient has consented to telemedicine (check-in requires it), as the visit page asks first.
+    """
     t = getattr(world, tenant)
     p = t.patient if patient == "patient" else t.other_patient
     async with db.uow() as uow:
+        if consent:
+            await patients.grant_consent(uow, SYSTEM, p.id, ConsentKind.TELEMEDICINE)
         vt = VisitType(organization_id=t.clinic.id, code=f"v{uuid.uuid4().hex[:6]}", name="Video visit",
                        duration_minutes=15, modes=["video", "audio"], fee_amount=15000, currency="KRW")
         uow.add(vt)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from clinic.db.clinical import AttributeKind, ConsentKind, Sex
+from clinic.db.clinical import AttributeKind, Consent, ConsentKind, Sex
 from clinic.services import patients as svc
 from clinic.web.api import ApiContext, ApiRouter
 from clinic.web.schemas import Input, Output
@@ -135,19 +135,59 @@ class GuardianIn(Input):
 
 class ConsentIn(Input):
     kind: ConsentKind
-    text: str = Field(default="", max_length=20_000)
+    version: str | None = Field(default=None, max_length=32,
+                                description="the version the patient read; refused (409) when it is no longer current")
+    encounter_id: uuid.UUID | None = Field(default=None, description="the visit at which consent was given")
 
 
 class ConsentOut(Output):
     id: uuid.UUID
     kind: ConsentKind
     version: str
+    current: bool = Field(description="granted to the current version of the text (older ones are asked again)")
+    text_sha256: str = Field(description="SHA-256 of the text as shown (title and paragraphs, in the language read)")
     granted_at: datetime
     revoked_at: datetime | None
+    encounter_id: uuid.UUID | None
 
 
 class ConsentList(Output):
     items: list[ConsentOut]
+
+
+class ConsentTextQuery(Input):
+    lang: Literal["ko", "en"] | None = Field(default=None, description="default: the request's language")
+
+
+class ConsentTextOut(Output):
+    kind: ConsentKind
+    version: str
+    locale: str
+    title: str
+    paragraphs: list[str]
+    sha256: str
+
+
+class ConsentTextList(Output):
+    items: list[ConsentTextOut]
+
+
+class ConsentDeclineOut(Output):
+    kind: ConsentKind
+    version: str
+    declined_at: datetime
+    encounter_id: uuid.UUID | None
+
+
+def _consent_out(c: Consent) -> ConsentOut:
+    return ConsentOut(id=c.id, kind=c.kind, version=c.version, current=c.version == svc.CONSENT_VERSIONS[c.kind],
+                      text_sha256=c.text_sha256, granted_at=c.granted_at, revoked_at=c.revoked_at,
+                      encounter_id=c.encounter_id)
+
+
+def _text_out(t: svc.ConsentText) -> ConsentTextOut:
+    return ConsentTextOut(kind=t.kind, version=t.version, locale=t.locale, title=t.title,
+                          paragraphs=list(t.paragraphs), sha256=t.sha256)
 
 
 @router.route("GET", "/patients", query=PatientQuery, response=PatientList, tags=T)
@@ -203,21 +243,41 @@ async def add_guardian(ctx: ApiContext) -> GuardianOut:
     return GuardianOut.model_validate(g)
 
 
+@router.route("GET", "/consent-texts", query=ConsentTextQuery, response=ConsentTextList, tags=T, public=True)
+async def consent_texts(ctx: ApiContext) -> ConsentTextList:
+    """The current text and version of every consent, as patients read them before agreeing."""
+    return ConsentTextList(items=[_text_out(svc.consent_text(kind, ctx.query.lang)) for kind in ConsentKind])
+
+
 @router.route("GET", "/patients/{id}/consents", response=ConsentList, tags=T)
 async def list_consents(ctx: ApiContext) -> ConsentList:
     """Consents, newest first, including revoked ones."""
     rows = await svc.list_consents(ctx.uow, ctx.principal, ctx.path_uuid())
-    return ConsentList(items=[ConsentOut.model_validate(c) for c in rows])
+    return ConsentList(items=[_consent_out(c) for c in rows])
 
 
 @router.route("POST", "/patients/{id}/consents", body=ConsentIn, response=ConsentOut, status=201, tags=T)
 async def grant_consent(ctx: ApiContext) -> ConsentOut:
-    """Grant a consent (versioned and time-stamped)."""
-    c = await svc.grant_consent(ctx.uow, ctx.principal, ctx.path_uuid(), ctx.body.kind, text=ctx.body.text)
-    return ConsentOut.model_validate(c)
+    """Grant a consent to the current text (versioned, time-stamped, with the hash of the text as shown).
+
+    409 ``consent_version_changed`` when ``version`` is not the current one; granting again while a current grant
+    is active returns it."""
+    b = ctx.body
+    c = await svc.grant_consent(ctx.uow, ctx.principal, ctx.path_uuid(), b.kind, version=b.version,
+                                encounter_id=b.encounter_id)
+    return _consent_out(c)
+
+
+@router.route("POST", "/patients/{id}/consents/decline", body=ConsentIn, response=ConsentDeclineOut, tags=T)
+async def decline_consent(ctx: ApiContext) -> ConsentDeclineOut:
+    """Record that the patient read a consent and declined it (audited; nothing is granted)."""
+    b = ctx.body
+    d = await svc.decline_consent(ctx.uow, ctx.principal, ctx.path_uuid(), b.kind, version=b.version,
+                                  encounter_id=b.encounter_id)
+    return ConsentDeclineOut.model_validate(d)
 
 
 @router.route("POST", "/consents/{id}/revoke", response=ConsentOut, tags=T)
 async def revoke_consent(ctx: ApiContext) -> ConsentOut:
     """Revoke a consent."""
-    return ConsentOut.model_validate(await svc.revoke_consent(ctx.uow, ctx.principal, ctx.path_uuid()))
+    return _consent_out(await svc.revoke_consent(ctx.uow, ctx.principal, ctx.path_uuid()))
