@@ -1034,8 +1034,8 @@ async def withdraw_on_demand(uow: UnitOfWork, principal: Principal, a: Appointme
 
 
 async def free_unused_time(uow: UnitOfWork, a: Appointment, ended_at: datetime) -> None:
-    """A visit that ends early gives back the rest of its time: the grid cells that start after it ended, so
-    the clinician can take the next patient at once. (The appointment keeps its planned end; the encounter
-    records when it really ended.)"""
+    """A visit that ends early gives back the rest of its time, from the grid cell it ended in, so the
+    clinician can take the next patient at once (nothing can be booked in the past, so the cells before are
+    kept as the record of time used). The appointment keeps its planned end; the encounter, the real one."""
     await uow.session.execute(
-        delete(SlotClaim).where(SlotClaim.appointment_id == a.id, SlotClaim.slot_start >= ended_at))
+        delete(SlotClaim).where(SlotClaim.appointment_id == a.id, SlotClaim.slot_start > ended_at - GRID))

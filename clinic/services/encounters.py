@@ -226,8 +226,21 @@ async def leave_waiting_room(uow: UnitOfWork, principal: Principal, encounter_id
                              hub: Publisher | None = None) -> Encounter:
     e = await load(uow, principal, encounter_id, "encounter.checkin", lock=True)
     _transition(uow, principal, e, S.ABANDONED, reason="left the waiting room")
+    a = await _on_demand(uow, e)
+    if a is not None:  # the request ends with the wait, so the patient can ask again later
+        from clinic.services.booking import withdraw_on_demand
+
+        await withdraw_on_demand(uow, principal, a, reason="left the waiting room")
     _announce(uow, hub, e, "encounter.updated")
     return e
+
+
+async def _on_demand(uow: UnitOfWork, e: Encounter) -> Appointment | None:
+    """The on-demand request behind ``e``, if it is one."""
+    if e.appointment_id is None:
+        return None
+    a = await uow.session.get(Appointment, e.appointment_id)
+    return a if a is not None and a.kind is AppointmentKind.ON_DEMAND else None
 
 
 # --- the consult queue ------------------------------------------------------------------------------------------
@@ -459,14 +472,20 @@ async def release(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID
                   hub: Publisher | None = None) -> Encounter:
     """Return a claimed, still waiting patient (the claimer, or an org admin).
 
-    The patient goes back to the queue they are in: the shared one, or their clinician's (an on-demand
-    request is booked with the clinician who claimed it)."""
+    The patient goes back to the queue they came from: a booked visit to its clinician's, an on-demand
+    request to the shared one, giving back the time its claim held."""
     e = await load(uow, principal, encounter_id, "encounter.manage", lock=True)
     if (refused := release_refusal(principal, e)) is not None:
         raise refused
     previous = e.claimed_by_id
     e.claimed_by_id = None
     e.claimed_at = None
+    a = await _on_demand(uow, e)
+    if a is not None:
+        from clinic.services.booking import return_on_demand
+
+        await return_on_demand(uow, principal, a)
+        e.assigned_practitioner_id = None
     uow.audit.record(principal, "encounter.release", object_type="Encounter", object_id=e.id,
                      organization_id=e.organization_id, patient_id=e.patient_id,
                      detail={"claimed_by": str(previous)})
@@ -490,6 +509,11 @@ async def transfer(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUI
         raise Invalid("the patient is already with this clinician", code="same_clinician",
                       fields={"to_user_id": "already assigned to this clinician"})
     previous = e.assigned_practitioner_id
+    a = await _on_demand(uow, e)
+    if a is not None:  # the colleague's time is held when they claim the patient, not the giver's until then
+        from clinic.services.booking import return_on_demand
+
+        await return_on_demand(uow, principal, a)
     e.assigned_practitioner_id = to_user_id
     e.claimed_by_id = None
     e.claimed_at = None
@@ -569,6 +593,12 @@ async def complete(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUI
     e.ended_at = utcnow()
     _transition(uow, principal, e, S.COMPLETED)
     await _appointment_event(uow, e, Event.FULFIL)
+    if e.appointment_id is not None:
+        from clinic.services.booking import free_unused_time
+
+        a = await uow.session.get(Appointment, e.appointment_id)
+        if a is not None:
+            await free_unused_time(uow, a, e.ended_at)
     await _set_status(uow, principal.user_id, "online")
     _announce(uow, hub, e, "encounter.completed")
     return e
