@@ -23,6 +23,7 @@ from clinic.db.models import Membership, Role, User
 from clinic.db.scheduling import Appointment, AppointmentKind, AppointmentStatus, VisitType
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus, TransitionError, allowed_targets, check_transition
+from clinic.encounters.symptoms import triage_priority
 from clinic.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from clinic.scheduling.states import Event
 from clinic.scheduling.states import TransitionError as AppointmentTransitionError
@@ -169,17 +170,6 @@ class CheckIn:
     chief_complaint: str
     symptoms: tuple[str, ...] = ()
     triage_answers: dict[str, Any] = field(default_factory=dict)
-
-
-def triage_priority(symptoms: tuple[str, ...]) -> int:
-    """A conservative first-pass priority from the questionnaire; clinicians can change it."""
-    red_flags = {"chest_pain", "shortness_of_breath", "severe_bleeding", "confusion", "fainting"}
-    amber = {"high_fever", "severe_pain", "vomiting"}
-    if red_flags & set(symptoms):
-        return 1
-    if amber & set(symptoms):
-        return 2
-    return 3
 
 
 async def check_in(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, data: CheckIn, *,

@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 import templates as templates_pkg
+from clinic.encounters.symptoms import SYMPTOMS
 from clinic.web import i18n
 
 TEMPLATE_DIR = Path(templates_pkg.__file__).resolve().parent
@@ -28,7 +29,14 @@ def make_environment() -> jinja2.Environment:
     env.install_gettext_callables(  # type: ignore[attr-defined]
         lambda s: i18n.gettext(s), lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True
     )
+    env.globals["symptoms"] = SYMPTOMS
+    env.globals["symptom_words"] = symptom_words
     return env
+
+
+def symptom_words(prefix: str = "") -> dict[str, str]:
+    """Each check-in symptom code (keyed ``prefix + code``) as words in the request's language."""
+    return {prefix + s.code: i18n.gettext(s.label) for s in SYMPTOMS}
 
 
 def render(request: web.Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200,

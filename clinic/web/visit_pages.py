@@ -139,8 +139,9 @@ def _phone_display(e164: str) -> str:
 
 
 async def patient_page(request: web.Request) -> web.StreamResponse:
-    from clinic.db.clinical import ConsentKind
+    from clinic.db.clinical import ConsentKind, Patient
     from clinic.db.models import Organization
+    from clinic.encounters.symptoms import emergency_number
     from clinic.services import patients as patient_svc
 
     p = _signed_in(request)
@@ -157,13 +158,17 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
         uow.audit.record(p, "consent.read", object_type="Consent", organization_id=e.organization_id,
                          patient_id=e.patient_id, detail={"kind": ConsentKind.TELEMEDICINE.value, "view": "visit"})
         org = await uow.session.get(Organization, e.organization_id)
+        patient = await uow.session.get(Patient, e.patient_id)
         await uow.commit()
     text = patient_svc.consent_text(ConsentKind.TELEMEDICINE)
+    # Where the patient is, not where the clinic is: that is who answers the call.
+    where = patient.jurisdiction if patient is not None else org.jurisdiction if org else ""
     clinic = {"name": org.name if org else "", "phone": org.phone if org else "",
               "phone_display": _phone_display(org.phone) if org and org.phone else "",
               "email": org.email if org else ""}
     return _page(request, "visit/patient.html", "patient", eid, {
         "status": e.status.value, "mode": e.mode, "patient_id": str(e.patient_id), "clinic": clinic,
+        "emergency_number": emergency_number(where),
         "consent": {"kind": text.kind.value, "version": text.version, "title": text.title,
                     "paragraphs": list(text.paragraphs), "needed": not consented},
     })

@@ -9,7 +9,7 @@ let strings = null;
 export function t(key) {
   if (strings === null) {
     strings = {};
-    for (const id of ["page-i18n-common", "page-i18n"]) {
+    for (const id of ["page-i18n-common", "page-i18n", "page-i18n-symptoms"]) {
       const node = document.getElementById(id);
       if (node) Object.assign(strings, JSON.parse(node.textContent));
     }

@@ -423,6 +423,10 @@ async function patientPage() {
     if (consent.needed && ["booked", "checked_in"].includes(statusNow)) askConsent(next);
     else next();
   });
+  // An urgent symptom ticked: say at once whom to call; checking in stays possible (triage puts them first).
+  const flags = [...document.querySelectorAll("#checkin-form input[data-red-flag]")];
+  const warn = () => show("emergency-warning", flags.some((i) => i.checked));
+  for (const box of flags) box.addEventListener("change", warn);
   $("checkin-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = ev.target;

@@ -290,6 +290,9 @@ async def test_console_page_has_words_for_every_symptom_and_refusal(client: Test
     raw = re.search(r'<script type="application/json" id="page-i18n">(.*?)</script>', html, re.S)
     assert raw is not None
     strings = json.loads(raw.group(1))
+    words = re.search(r'<script type="application/json" id="page-i18n-symptoms">(.*?)</script>', html, re.S)
+    assert words is not None
+    strings.update(json.loads(words.group(1)))
     codes = get_args(SYMPTOMS)  # what the check-in questionnaire may send
     assert len(codes) > 10
     for code in codes:
