@@ -31,8 +31,32 @@ def make_environment() -> jinja2.Environment:
     )
     env.globals["symptoms"] = SYMPTOMS
     env.globals["symptom_words"] = symptom_words
+    env.globals["error_words"] = error_words
     return env
 
+
+def N_(message: str) -> str:
+    return message
+
+
+#: What a page says when a call fails and it has no words of its own for the error's code (see live.js).
+_ERROR_WORDS = {
+    "err_network": N_("The network is not reachable. Check your connection and try again."),
+    "err_unauthenticated": N_("Your session has ended. Sign in again."),
+    "err_forbidden": N_("You are not allowed to do that."),
+    "err_not_found": N_("This no longer exists. Reload the page."),
+    "err_conflict": N_("That could not be done because something changed in the meantime. Reload the page and try "
+                       "again."),
+    "err_invalid": N_("That was not accepted. Check what you entered and try again."),
+    "err_rate_limited": N_("Too many attempts. Wait a moment and try again."),
+    "err_server": N_("The service is briefly unavailable. Try again in a moment."),
+    "err_unknown": N_("Something went wrong. Try again."),
+}
+
+
+def error_words() -> dict[str, str]:
+    """The generic error sentences, in the request's language, for every page's scripts."""
+    return {k: i18n.gettext(v) for k, v in _ERROR_WORDS.items()}
 
 def symptom_words(prefix: str = "") -> dict[str, str]:
     """Each check-in symptom code (keyed ``prefix + code``) as words in the request's language."""

@@ -3,19 +3,13 @@
 //
 // The free times are one radio group (name="slot"), grouped by doctor and time of day: Tab enters and leaves the
 // whole list in one step, the arrow keys move between times, and every time says whose it is.
-import { CallError, announce, busy, call, clearError, fmtDateTime, h, isKo, newKey, pageData, showError, t } from "./live.js";
+import { announce, busy, call, clearError, fmtDateTime, h, isKo, newKey, pageData, showError, t } from "./live.js";
 
 const data = pageData();
 const $ = (id) => document.getElementById(id);
 
 // An API refusal as one sentence in the page's language, chosen by its error code (the server's message is
 // English). Policy refusals keep their reasons, which come in both languages; our own messages pass through.
-function inLanguage(err) {
-  if (!(err instanceof CallError) || err.decision?.reasons?.length || err.code === "network") return err;
-  const key = `err_${err.code}`;
-  const text = t(key);
-  return { message: text === key ? t("err_generic") : text, fields: {} };
-}
 const form = $("book-form");
 const errorBox = $("book-error");
 const status = $("book-status");
@@ -101,7 +95,7 @@ async function loadDoctors() {
     const res = await call("GET", `/api/v1/organizations/${p.organization_id}/practitioners`);
     state.doctors = new Map(res.items.map((d) => [d.user_id, d]));
   } catch (err) {
-    showError(errorBox, inLanguage(err));
+    showError(errorBox, err);
   }
   if (!state.doctors.has(state.doctor)) state.doctor = "";
   box.replaceChildren(doctorChoice("", t("any_doctor"), t("any_doctor_hint")),
@@ -118,7 +112,7 @@ async function loadTypes() {
     const res = await call("GET", `/api/v1/organizations/${p.organization_id}/visit-types`);
     state.types = res.items.filter((v) => v.active);
   } catch (err) {
-    showError(errorBox, inLanguage(err));
+    showError(errorBox, err);
     state.types = [];
   }
   box.replaceChildren();
@@ -244,7 +238,7 @@ async function loadSlots() {
   } catch (err) {
     if (gen !== state.gen) return;
     box.replaceChildren();
-    showError(errorBox, inLanguage(err));
+    showError(errorBox, err);
   } finally {
     if (gen === state.gen) box.removeAttribute("aria-busy");
   }
@@ -291,7 +285,7 @@ form.addEventListener("submit", async (ev) => {
       announce(status, t("booked"));
       confirm(appt, t("booked"));
     } catch (err) {
-      showError(errorBox, inLanguage(err));
+      showError(errorBox, err);
       errorBox.focus?.();
       resetKey();
     }
@@ -314,7 +308,7 @@ $("on-demand-button").addEventListener("click", async (ev) => {
       announce(status, t("on_demand_ok"));
       confirm(appt, t("on_demand_title"));
     } catch (err) {
-      showError(errorBox, inLanguage(err));
+      showError(errorBox, err);
     }
   });
 });

@@ -1,6 +1,7 @@
 // Staff pages. /console: the doctor's live consult queue over /ws/queue (never polled) with a visual and
 // audible alert on arrival, claim / release / transfer / priority. /admin: members and the audit trail.
-import { announce, busy, call, clearError, fmtDateTime, fmtTime, h, liveSocket, pageData, showError, t } from "./live.js";
+import { announce, busy, call, clearError, errorSentence, fmtDateTime, fmtTime, h, liveSocket, pageData, showError, t }
+  from "./live.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -8,18 +9,6 @@ const $ = (id) => document.getElementById(id);
 
 // A translated string with {name}-style placeholders filled in.
 const fill = (key, vars) => t(key).replace(/\{(\w+)\}/g, (m, k) => (k in vars ? vars[k] : m));
-
-// One sentence in the page's language for a failed call, chosen by the API error code (then by the HTTP
-// status), never the server's English message.
-function errorSentence(err) {
-  const byCode = `err_${err?.code}`;
-  if (err?.code && t(byCode) !== byCode) return t(byCode);
-  const s = err?.status;
-  const key = s === 401 ? "err_unauthenticated" : s === 403 ? "err_forbidden" : s === 404 ? "err_not_found"
-    : s === 409 ? "err_conflict" : s === 422 || s === 400 ? "err_invalid" : s === 429 ? "err_rate_limited"
-    : s >= 500 ? "err_server" : "err_unknown";
-  return t(key);
-}
 
 // Symptom codes come from the check-in questionnaire; an unknown one is shown as words, not as a code.
 const symptomLabel = (code) => (t(`sym_${code}`) !== `sym_${code}` ? t(`sym_${code}`) : code.replaceAll("_", " "));

@@ -9,7 +9,7 @@ let strings = null;
 export function t(key) {
   if (strings === null) {
     strings = {};
-    for (const id of ["page-i18n-common", "page-i18n", "page-i18n-symptoms"]) {
+    for (const id of ["page-i18n-errors", "page-i18n-common", "page-i18n", "page-i18n-symptoms"]) {
       const node = document.getElementById(id);
       if (node) Object.assign(strings, JSON.parse(node.textContent));
     }
@@ -53,14 +53,28 @@ export async function call(method, path, body, { idempotencyKey } = {}) {
 export const newKey = () => crypto.randomUUID();
 
 // One readable sentence for an error: policy reasons in the page language, else the message and fields.
+// One sentence in the page's language for a failed call: the page's words for the API error code (err_<code>),
+// else for what the HTTP status means, else the page's general sentence (err_generic). Never the server's
+// English message: that is for developers and logs.
+export function errorSentence(err) {
+  const has = (key) => t(key) !== key;
+  if (err?.code && has(`err_${err.code}`)) return t(`err_${err.code}`);
+  const s = err?.status;
+  if (s === 0 || err?.code === "network") return t("err_network");
+  const general = s === 401 ? "err_unauthenticated" : s === 403 ? "err_forbidden" : s === 404 ? "err_not_found"
+    : s === 429 ? "err_rate_limited" : s >= 500 ? "err_server" : null;
+  if (general) return t(general);
+  if (has("err_generic")) return t("err_generic");
+  return t(s === 409 ? "err_conflict" : s === 422 || s === 400 ? "err_invalid" : "err_unknown");
+}
+
 export function errorText(err) {
   if (err?.decision?.reasons?.length) {
     return err.decision.reasons.map((r) => (isKo() ? r.message_ko || r.message : r.message || r.message_ko))
       .join(" ");
   }
-  const fields = Object.entries(err?.fields ?? {}).map(([k, v]) => `${k}: ${v}`).join("; ");
-  const base = err?.message ?? String(err);
-  return fields ? `${base} (${fields})` : base;
+  if (err instanceof CallError) return errorSentence(err);
+  return err?.message ?? String(err);  // the page's own words (new Error(t(...)))
 }
 
 // Show an error (with policy reasons as a list) in a container that has role="alert".

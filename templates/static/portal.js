@@ -7,12 +7,6 @@ const $ = (id) => document.getElementById(id);
 
 // An API refusal as one sentence in the page's language, chosen by its error code (the server's message is
 // English). Policy refusals keep their reasons, which come in both languages; our own messages pass through.
-function inLanguage(err) {
-  if (!(err instanceof CallError) || err.decision?.reasons?.length || err.code === "network") return err;
-  const key = `err_${err.code}`;
-  const text = t(key);
-  return { message: text === key ? t("err_generic") : text, fields: {} };
-}
 const errorBox = $("portal-error");
 const status = $("portal-status");
 const JOIN_EARLY_MS = 30 * 60 * 1000;
@@ -26,7 +20,7 @@ function patient() {
 }
 
 function fail(err) {
-  showError(errorBox, inLanguage(err));
+  showError(errorBox, err);
   errorBox.focus();
 }
 

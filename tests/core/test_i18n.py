@@ -50,3 +50,17 @@ async def test_pages_render_in_korean_and_english(client: TestClient) -> None:
     r = await client.get("/login", headers={"Accept-Language": "en-US"})
     html = await r.text()
     assert '<html lang="en">' in html and "Sign in" in html and "로그인" not in html
+
+
+async def test_every_page_carries_error_sentences_in_its_language(client: TestClient) -> None:
+    import json
+    import re
+
+    for lang, hangul in (("ko-KR", True), ("en-US", False)):
+        html = await (await client.get("/login", headers={"Accept-Language": lang})).text()
+        raw = re.search(r'<script type="application/json" id="page-i18n-errors">(.*?)</script>', html, re.S)
+        assert raw is not None
+        words = json.loads(raw.group(1))
+        assert {"err_network", "err_conflict", "err_invalid", "err_server", "err_unknown"} <= set(words)
+        for sentence in words.values():
+            assert bool(re.search(r"[\uac00-\ud7a3]", sentence)) == hangul, sentence
