@@ -100,6 +100,11 @@ def _starting_with(idx: _Index, token: str) -> set[int]:
     return out
 
 
+def warm() -> None:
+    """Build the code index now (about a second), so the first doctor's search does not stall the server."""
+    _index()
+
+
 def all_codes() -> tuple[IcdCode, ...]:
     """Every code in the list, sorted by code."""
     return _index().ordered

@@ -77,6 +77,9 @@ def run_worker(settings: Settings, index: int | None) -> None:
             overrides[SIGNAL_OWNER] = str(sock)
             settings = settings.model_copy(update={"run_jobs": False})
     app = create_app(settings, overrides=overrides)
+    from clinic import icd10
+
+    icd10.warm()  # before listening: built on first use, it would hold up the event loop for a second
     web.run_app(app, host=settings.host, port=settings.port, path=paths, reuse_port=index is not None or None,
                 print=None, access_log=None, loop=event_loop(settings.event_loop))
 

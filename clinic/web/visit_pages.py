@@ -92,9 +92,6 @@ def strings() -> dict[str, str]:
         "photo_sent": _("Photo sent."),
         "photo_failed": _("The photo could not be sent."),
         "guest_link": _("Send this link to the guest (valid for 10 minutes):"),
-        "note_saved": _("Note saved."),
-        "note_unavailable": _("Notes are not available for this visit."),
-        "note_failed": _("The note could not be saved."),
         "ci_identity": _("The name or birth date does not match the patient of this visit. Check them and try "
                          "again."),
         "ci_too_early": _("Check-in opens 30 minutes before your appointment. Please come back then."),
@@ -116,14 +113,16 @@ def strings() -> dict[str, str]:
     }
 
 
-def _page(request: web.Request, template: str, role: str, eid: uuid.UUID, extra: dict[str, Any]) -> web.Response:
+def _page(request: web.Request, template: str, role: str, eid: uuid.UUID, extra: dict[str, Any], *,
+          template_only: dict[str, Any] | None = None) -> web.Response:
+    """The visit page shell: ``extra`` goes to the template and to visit.js's config; ``template_only`` to the
+    template alone (data another script reads from its own element)."""
     settings = services(request.app).settings
     config = {"encounter_id": str(eid), "role": role, "stun_urls": list(settings.stun_urls),
               "strings": strings(), **extra}
     # "<" is escaped so nothing in the data can close the <script> element it is embedded in.
     data = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
-    return render(request, template, {"config_json": data, "encounter_id": eid,
-                                      **extra})
+    return render(request, template, {"config_json": data, "encounter_id": eid, **extra, **(template_only or {})})
 
 
 def _phone_display(e164: str) -> str:
@@ -203,8 +202,7 @@ async def doctor_page(request: web.Request) -> web.StreamResponse:
         "status": e.status.value, "mode": e.mode, "patient_name": patient.full_name,
         "patient_age": patient.age_on(utcnow().date()), "chief_complaint": e.chief_complaint,
         "symptoms": list(e.symptoms),
-        "note_state": {"encounter_id": str(eid), "encounter_status": e.status.value, "note": note},
-    })
+    }, template_only={"note_state": {"encounter_id": str(eid), "encounter_status": e.status.value, "note": note}})
 
 
 async def guest_page(request: web.Request) -> web.StreamResponse:

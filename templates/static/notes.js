@@ -35,7 +35,7 @@ function h(tag, attrs = {}, ...kids) {
 
 let panel = null;
 
-/** Start the panel once (visit.js calls this; the module also starts it itself on the doctor's page). */
+/** Start the panel once; the module does so itself when loaded on the doctor's page. */
 export function notePanel() {
   if (!panel && $("note-state") && $("note-form")) panel = start(readJson("note-state"), readJson("note-strings"));
   return panel;

@@ -4,7 +4,8 @@
 import { api, ApiError } from "/static/api.js";
 import { CallClient } from "/static/call.js";
 import { connectivity, micMeter, openDevices, playTone } from "/static/device-check.js";
-import { notePanel } from "/static/notes.js";
+// The note panel starts itself on the doctor's page, without waiting for the camera.
+import "/static/notes.js";
 
 const cfg = JSON.parse(document.getElementById("visit-config").textContent);
 const S = cfg.strings;
@@ -523,7 +524,6 @@ async function doctorPage() {
       $("guest-link").textContent = `${S.error} ${err.message}`;
     }
   });
-  await notePanel({ encounterId: eid, strings: S });
 }
 
 // --- guest --------------------------------------------------------------------------------------------------

@@ -195,7 +195,11 @@ async def patient_encounters(ctx: ApiContext) -> EncounterList:
 
 @router.route("POST", "/encounters/{id}/check-in", body=CheckInIn, response=EncounterOut, tags=T, idempotent=True)
 async def check_in(ctx: ApiContext) -> EncounterOut:
-    """Confirm identity (name and birth date), answer the questionnaire, and enter the waiting room."""
+    """Confirm identity (name and birth date), answer the questionnaire, and enter the waiting room.
+
+    Refused with 409 ``consent_required`` until the patient has consented to the current telemedicine text
+    (``POST /patients/{id}/consents``), ``too_early`` more than 30 minutes before a booked time, and 422
+    ``identity_mismatch`` when the name or birth date does not match the record."""
     b = ctx.body
     e = await svc.check_in(ctx.uow, ctx.principal, ctx.path_uuid(),
                            svc.CheckIn(b.family_name, b.given_name, b.birth_date, b.chief_complaint,
