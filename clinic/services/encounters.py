@@ -186,15 +186,7 @@ async def check_in(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUI
                            opens_at=(e.scheduled_start - CHECKIN_EARLY).isoformat())
     # Every visit here is a telemedicine visit: nobody enters the waiting room without the patient's consent to
     # the current telemedicine text (the visit page asks for it first; clinic staff may record it for the patient).
-    from clinic.db.clinical import ConsentKind
-    from clinic.services.patients import CONSENT_VERSIONS, current_consent
-
-    if await current_consent(uow, e.patient_id, ConsentKind.TELEMEDICINE) is None:
-        version = CONSENT_VERSIONS[ConsentKind.TELEMEDICINE]
-        raise Conflict("the patient has not consented to telemedicine; consent is asked before check-in",
-                       code="consent_required", fields={"telemedicine": f"consent to version {version} required"},
-                       audit={"action": "encounter.checkin", "object_type": "Encounter", "object_id": str(e.id),
-                              "detail": {"refused": "consent_required"}})
+    await _require_consent(uow, e, "encounter.checkin", "consent is asked before check-in")
     # Identity confirmation: the person at the keyboard must know who the record belongs to.
     same_name = _norm(data.family_name) == _norm(patient.family_name) and \
         _norm(data.given_name) == _norm(patient.given_name)
@@ -535,14 +527,28 @@ async def set_priority(uow: UnitOfWork, principal: Principal, encounter_id: uuid
 # --- the consultation -------------------------------------------------------------------------------------------
 
 
+async def _require_consent(uow: UnitOfWork, e: Encounter, action: str, when: str) -> None:
+    from clinic.db.clinical import ConsentKind
+    from clinic.services.patients import CONSENT_VERSIONS, current_consent
+
+    if await current_consent(uow, e.patient_id, ConsentKind.TELEMEDICINE) is None:
+        version = CONSENT_VERSIONS[ConsentKind.TELEMEDICINE]
+        raise Conflict(f"the patient has not consented to telemedicine; {when}",
+                       code="consent_required", fields={"telemedicine": f"consent to version {version} required"},
+                       audit={"action": action, "object_type": "Encounter", "object_id": str(e.id),
+                              "detail": {"refused": "consent_required"}})
+
+
 async def admit(uow: UnitOfWork, principal: Principal, encounter_id: uuid.UUID, *,
                 policy: ConsultPolicy | None = None, hub: Publisher | None = None) -> Encounter:
-    """The claiming clinician lets the patient in from the waiting room; the law is asked first."""
+    """The claiming clinician lets the patient in from the waiting room; the law is asked first, and the
+    patient's consent again (it can be withdrawn while they wait)."""
     e = await load(uow, principal, encounter_id, "encounter.manage", lock=True)
     if e.claimed_by_id != principal.user_id:
         raise Conflict("claim the patient before admitting them", code="not_claimed")
     if e.status is S.IN_CONSULT:
         return e  # re-admission after a reconnect is not a new event
+    await _require_consent(uow, e, "encounter.admit", "the patient withdrew consent while waiting")
     if policy is not None:
         await policy.require_consult(uow, e, mode=e.mode, point="admission", practitioner_user_id=principal.user_id,
                                      participants=e.participants)

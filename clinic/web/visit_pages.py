@@ -70,6 +70,8 @@ def strings() -> dict[str, str]:
         "left": _("You left the call."),
         "refused": _("You cannot join this call:"),
         "error": _("Something went wrong:"),
+        "err_consent_required": _("The patient has withdrawn consent to telemedicine, so the visit cannot start. "
+                                  "Contact the patient."),
         "mute": _("Mute"),
         "unmute": _("Unmute"),
         "camera_off": _("Camera off"),

@@ -237,8 +237,15 @@ function startCall(onAdmitted) {
   });
   client.addEventListener("screenshare", () => {});
   client.addEventListener("error", (ev) => {
-    if (ev.detail.code === "visit_ended") return;
-    status(`${S.error} ${ev.detail.message || ev.detail.code}`);
+    const code = ev.detail.code;
+    if (code === "visit_ended") return;
+    // The page's own words where it has them; the server's message is for logs.
+    if (S[`err_${code}`]) {
+      status(S[`err_${code}`]);
+      if (code === "consent_required" && $("admit-patient")) $("admit-patient").disabled = false;
+      return;
+    }
+    status(`${S.error} ${ev.detail.message || code}`);
   });
   client.start();
 }

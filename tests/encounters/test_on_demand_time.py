@@ -127,3 +127,25 @@ def test_only_a_taken_request_goes_back_to_waiting() -> None:
         except Exception:
             continue
         raise AssertionError(f"{status} could be unassigned")
+
+
+async def test_consent_withdrawn_while_waiting_stops_admission(db: Db, world: World) -> None:
+    from clinic.db.clinical import ConsentKind
+    from clinic.services import patients
+
+    kim, _ = await _doctors(db, world)
+    eid = await _checked_in(db, world, personal=True)
+    await _do(db, svc.claim, kim, eid)
+    async with db.uow() as uow:
+        consent = await patients.current_consent(uow, world.a.patient.id, ConsentKind.TELEMEDICINE)  # type: ignore[union-attr]
+        assert consent is not None
+    patient = await _principal(db, world.a.users["patient"])
+    await _do(db, patients.revoke_consent, patient, consent.id)
+    try:
+        await _do(db, svc.admit, kim, eid)
+    except Conflict as exc:
+        assert exc.code == "consent_required"
+    else:
+        raise AssertionError("admitted without consent")
+    e, _ = await _state(db, eid)
+    assert e.status.value == "checked_in" and e.admitted_at is None

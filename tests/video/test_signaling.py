@@ -329,3 +329,28 @@ async def test_recording_needs_everyones_consent(vclient: TestClient, vdb: Db, v
     finally:
         await pat_rtc.close()
         await doc_rtc.close()
+
+
+async def test_a_patient_who_withdrew_consent_while_waiting_is_not_admitted(
+        vclient: TestClient, vdb: Db, vworld: World) -> None:
+    from clinic.db.clinical import ConsentKind
+    from clinic.security.authz import SYSTEM
+    from clinic.services import patients
+
+    eid = await claimed_visit(vdb, vworld)
+    doc_token = await room_token(vclient, vworld.a.users["clinician"].email, eid)
+    async with vdb.uow() as uow:
+        consent = await patients.current_consent(uow, vworld.a.patient.id, ConsentKind.TELEMEDICINE)  # type: ignore[union-attr]
+        assert consent is not None
+        await patients.revoke_consent(uow, SYSTEM, consent.id)
+        await uow.commit()
+    await login(vclient, vworld.a.users["clinician"].email)
+    doc = await connect(vclient, eid, doc_token, query=False)
+    await doc.wait_for("joined")
+    await doc.send(type="admit", peer_id="patient")
+    err = await doc.wait_for("error")
+    assert err["code"] == "consent_required"
+    async with vdb.uow() as uow:
+        e = await uow.session.get(Encounter, eid)
+        assert e is not None and e.status is EncounterStatus.CHECKED_IN and e.admitted_at is None
+    await doc.close()
