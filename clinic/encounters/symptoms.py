@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from clinic.web.i18n import N_  # only marks the labels; nothing here depends on the web layer
+
 
 @dataclass(frozen=True)
 class Symptom:
@@ -19,11 +21,6 @@ class Symptom:
     @property
     def red_flag(self) -> bool:
         return self.priority == 1
-
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; it is translated where it is shown."""
-    return message
 
 
 SYMPTOMS: tuple[Symptom, ...] = (

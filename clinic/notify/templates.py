@@ -18,16 +18,12 @@ from babel.dates import format_date, format_time
 
 import templates as templates_pkg
 from clinic.web import i18n
+from clinic.web.i18n import N_
 
 EMAIL_DIR = Path(templates_pkg.__file__).resolve().parent / "email"
 
 Kind = Literal["invite", "confirmation", "reminder", "cancellation"]
 KINDS: tuple[Kind, ...] = ("invite", "confirmation", "reminder", "cancellation")
-
-
-def N_(message: str) -> str:
-    """Mark a string for extraction; it is translated when used."""
-    return message
 
 
 SUBJECTS: dict[str, str] = {

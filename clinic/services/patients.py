@@ -29,7 +29,7 @@ from clinic.db.models import Organization
 from clinic.db.uow import UnitOfWork
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.security.authz import Principal, Resource, authorize, orgs_for, patients_for
-from clinic.web.i18n import get_locale, gettext
+from clinic.web.i18n import N_, get_locale, gettext
 
 
 def resource(p: Patient) -> Resource:
@@ -229,11 +229,6 @@ def is_chronic(p: Patient, on: date) -> bool:
 # Each kind has one current version of its text. A grant records that version and the SHA-256 of the text as
 # it was shown (title and paragraphs, in the page's language), so the exact wording agreed to can be proven
 # later. Change a text only together with its version: patients are then asked again.
-
-
-def N_(message: str) -> str:
-    """Marks a consent text for translation; it is translated when shown, in the reader's language."""
-    return message
 
 
 CONSENT_VERSIONS = {

@@ -46,6 +46,11 @@ def _merge(out: dict[str, str | tuple[str, ...]], cat: Catalog) -> None:
             out[key] = str(msg.string)
 
 
+def N_(message: str) -> str:
+    """Marks a string for extraction where it is defined; it is translated where it is shown."""
+    return message
+
+
 def set_locale(locale: str) -> contextvars.Token[str]:
     return _current.set(locale if locale in LOCALES else LOCALES[0])
 

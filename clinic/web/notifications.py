@@ -18,14 +18,10 @@ from clinic.jobs import register_job
 from clinic.notify import Notifier, ReminderJob, SmtpMailer, retry_failed
 from clinic.services import messaging
 from clinic.web.context import services
+from clinic.web.i18n import N_
 from clinic.web.i18n import gettext as _
 
 log = logging.getLogger("telemed.notify")
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; it is translated where it is used."""
-    return message
-
 
 RX_MESSAGES = {
     "prescription.sent": N_("Your prescription was sent to the pharmacy."),

@@ -11,6 +11,7 @@ from aiohttp import web
 import templates as templates_pkg
 from clinic.encounters.symptoms import SYMPTOMS
 from clinic.web import i18n
+from clinic.web.i18n import N_
 
 TEMPLATE_DIR = Path(templates_pkg.__file__).resolve().parent
 STATIC_DIR = TEMPLATE_DIR / "static"
@@ -33,10 +34,6 @@ def make_environment() -> jinja2.Environment:
     env.globals["symptom_words"] = symptom_words
     env.globals["error_words"] = error_words
     return env
-
-
-def N_(message: str) -> str:
-    return message
 
 
 #: What a page says when a call fails and it has no words of its own for the error's code (see live.js).

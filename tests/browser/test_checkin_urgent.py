@@ -8,7 +8,7 @@ from playwright.async_api import Browser, expect
 from clinic.encounters.symptoms import SYMPTOMS
 from tests.browser.conftest import LiveServer
 from tests.browser.test_pages_flows import login, no_overflow, setup
-from tests.browser.test_patient_journey import end_on_demand, join_visit, patient_id
+from tests.browser.test_patient_journey import end_on_demand, join_visit, new_on_demand, patient_id
 
 
 async def test_an_urgent_symptom_says_whom_to_call_and_puts_the_patient_first(live_server: LiveServer,
@@ -17,14 +17,7 @@ async def test_an_urgent_symptom_says_whom_to_call_and_puts_the_patient_first(li
     pt = await login(browser, live_server, "patient3@", phone=True)
     page = pt.page
     pid = await patient_id(pt)
-    for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]:
-        if e["status"] in ("booked", "checked_in") and e["kind"] == "on_demand":
-            await end_on_demand(pt, pid, e["id"])
-    appt = await pt.api("POST", f"/api/v1/organizations/{s.org_id}/on-demand",
-                        {"patient_id": pid, "visit_type_id": s.visit_type_id, "mode": "video", "reason": "가슴 통증"},
-                        key=True)
-    enc = next(e for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]
-               if e["appointment_id"] == appt["id"])
+    enc = await new_on_demand(pt, s, pid, "가슴 통증")
     try:
         await page.goto(f"{live_server.base_url}/visit/{enc['id']}")
         await join_visit(page)

@@ -85,6 +85,19 @@ async def end_on_demand(pt: Session, pid: str, encounter_id: str) -> None:
             await pt.api("POST", f"/api/v1/appointments/{a['id']}/cancel", {"reason": ""})
 
 
+async def new_on_demand(pt: Session, s: Setup, pid: str, reason: str) -> dict[str, Any]:
+    """A fresh on-demand request for the patient (closing any an earlier test left open); its encounter."""
+    for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]:
+        if e["status"] in ("booked", "checked_in") and e["kind"] == "on_demand":
+            await end_on_demand(pt, pid, e["id"])
+    appt = await pt.api("POST", f"/api/v1/organizations/{s.org_id}/on-demand",
+                        {"patient_id": pid, "visit_type_id": s.visit_type_id, "mode": "video", "reason": reason},
+                        key=True)
+    encounter: dict[str, Any] = next(e for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]
+                                     if e["appointment_id"] == appt["id"])
+    return encounter
+
+
 async def test_patient_books_a_doctor_by_keyboard_then_consents_and_checks_in(live_server: LiveServer,
                                                                             browser: Browser) -> None:
     s: Setup = await setup(browser, live_server)
@@ -266,15 +279,7 @@ async def test_declining_consent_explains_how_to_reach_the_clinic(live_server: L
     page = pt.page
     pid = await patient_id(pt)
     await withdraw_telemedicine(pt, pid)
-    # an earlier test may have left this patient waiting
-    for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]:
-        if e["status"] in ("booked", "checked_in") and e["kind"] == "on_demand":
-            await end_on_demand(pt, pid, e["id"])
-    appt = await pt.api("POST", f"/api/v1/organizations/{s.org_id}/on-demand",
-                        {"patient_id": pid, "visit_type_id": s.visit_type_id, "mode": "video", "reason": "decline"},
-                        key=True)
-    enc = next(e for e in (await pt.api("GET", f"/api/v1/patients/{pid}/encounters"))["items"]
-               if e["appointment_id"] == appt["id"])
+    enc = await new_on_demand(pt, s, pid, "decline")
 
     await page.goto(f"{live_server.base_url}/visit/{enc['id']}")
     await join_visit(page)

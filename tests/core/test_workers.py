@@ -65,6 +65,13 @@ async def _workers_seen(root: str, tries: int = 40) -> set[int]:
     return seen
 
 
+async def _both_up(root: str) -> None:
+    for _ in range(120):
+        if await _workers_seen(root, tries=10) == {0, 1}:
+            return
+        await asyncio.sleep(0.25)
+
+
 async def test_requests_spread_over_workers_and_a_sign_out_reaches_all(two_workers: str, world: Any) -> None:
     root = two_workers
     for _ in range(120):  # both workers come up
@@ -92,10 +99,7 @@ async def test_requests_spread_over_workers_and_a_sign_out_reaches_all(two_worke
 
 async def test_sign_in_attempts_are_limited_across_workers(two_workers: str, world: Any) -> None:
     root = two_workers
-    for _ in range(120):
-        if await _workers_seen(root, tries=10) == {0, 1}:
-            break
-        await asyncio.sleep(0.25)
+    await _both_up(root)
     email = world.a.users["patient"].email
     # Sequential guesses, each on a new connection (so spread over both workers), then a parallel burst.
     statuses = [(await _fresh("POST", f"{root}/api/v1/auth/login", json={"email": email, "password": "guess-1"}))[0]
@@ -111,10 +115,7 @@ async def test_sign_in_attempts_are_limited_across_workers(two_workers: str, wor
 
 async def test_any_worker_answers_metrics_for_all(two_workers: str, world: Any) -> None:
     root = two_workers
-    for _ in range(120):
-        if await _workers_seen(root, tries=10) == {0, 1}:
-            break
-        await asyncio.sleep(0.25)
+    await _both_up(root)
     for _ in range(20):
         await _fresh("GET", f"{root}/healthz")
     totals = []
