@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -509,3 +509,13 @@ async def create_user(
     uow.audit.record(principal, "user.create", object_type="User", object_id=user.id,
                      organization_id=organization_id, detail={"role": role.value})
     return user
+
+
+async def display_names(uow: UnitOfWork, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID | None, str]:
+    """The display names of these users (clinicians named in the queue, on notes, in analytics), in one query;
+    keyed so that ``names.get(maybe_none, "")`` works."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await uow.session.execute(select(User.id, User.display_name).where(User.id.in_(wanted)))
+    return {uid: name for uid, name in rows}

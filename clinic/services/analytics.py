@@ -21,12 +21,13 @@ from sqlalchemy import func, select
 
 from clinic.db.base import UTCDateTime
 from clinic.db.encounters import Encounter
-from clinic.db.models import Organization, User
+from clinic.db.models import Organization
 from clinic.db.scheduling import Appointment, AppointmentStatus
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus
 from clinic.errors import Invalid, NotFound
 from clinic.security.authz import Principal, Resource, authorize
+from clinic.services.accounts import display_names
 
 MAX_DAYS = 366
 #: Appointments that never expected the patient to turn up do not count towards the no-show rate.
@@ -127,9 +128,7 @@ async def organization_analytics(uow: UnitOfWork, principal: Principal, org_id: 
             Encounter.claimed_by_id.is_not(None), began >= lo, began < hi)
     )).scalars().all()
     counts = Counter(visit_rows)
-    names: dict[uuid.UUID, str] = {row.id: row.display_name for row in (await uow.session.execute(
-        select(User.id, User.display_name).where(User.id.in_(list(counts)))
-    )).all()} if counts else {}
+    names = await display_names(uow, counts)
     visits = sorted((ClinicianVisits(uid, names.get(uid, ""), n) for uid, n in counts.items() if uid is not None),
                     key=lambda v: (-v.visits, v.name, str(v.user_id)))
 

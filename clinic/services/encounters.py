@@ -29,6 +29,7 @@ from clinic.scheduling.states import Event
 from clinic.scheduling.states import TransitionError as AppointmentTransitionError
 from clinic.scheduling.states import transition as appointment_transition
 from clinic.security.authz import Principal, Resource, allowed, authorize
+from clinic.services.accounts import display_names
 
 S = EncounterStatus
 #: How early a patient may check in before the booked time.
@@ -274,7 +275,7 @@ async def queue(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, sco
         .where(Encounter.organization_id == org_id, Encounter.status.in_([S.CHECKED_IN, S.IN_CONSULT]))
     )).all()
     me = principal.user_id
-    names = await _user_names(uow, {e.claimed_by_id for e, _ in rows} | {e.assigned_practitioner_id for e, _ in rows})
+    names = await display_names(uow, [u for e, _ in rows for u in (e.claimed_by_id, e.assigned_practitioner_id)])
     out = []
     for e, p in sorted(rows, key=lambda r: queue_order_key(r[0])):
         personal = e.assigned_practitioner_id is not None
@@ -296,14 +297,6 @@ async def queue(uow: UnitOfWork, principal: Principal, org_id: uuid.UUID, *, sco
     uow.audit.record(principal, "queue.read", object_type="Encounter", organization_id=org_id,
                      detail={"count": len(out), "scope": scope})
     return out
-
-
-async def _user_names(uow: UnitOfWork, ids: set[uuid.UUID | None]) -> dict[uuid.UUID | None, str]:
-    clean = {i for i in ids if i is not None}
-    if not clean:
-        return {}
-    rows = (await uow.session.execute(select(User.id, User.display_name).where(User.id.in_(clean)))).all()
-    return {r[0]: r[1] for r in rows}
 
 
 # --- who may do what with a waiting patient ----------------------------------------------------------------------

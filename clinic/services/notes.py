@@ -29,7 +29,6 @@ from clinic import icd10
 from clinic.db.base import new_id, utcnow
 from clinic.db.clinical import Patient
 from clinic.db.encounters import Encounter
-from clinic.db.models import User
 from clinic.db.notes import ClinicalNote, NoteDiagnosis, NoteStatus, NoteVersion
 from clinic.db.uow import UnitOfWork
 from clinic.encounters.state import EncounterStatus
@@ -274,14 +273,6 @@ def people(v: NoteView) -> set[uuid.UUID]:
     """The users a view names: the note's author and signer and every version's author."""
     n = v.note
     return {n.author_id, *([n.signed_by_id] if n.signed_by_id else []), *(x.author_id for x in n.versions)}
-
-
-async def display_names(uow: UnitOfWork, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Display names of the clinicians who wrote or signed a note (shown as "signed by …")."""
-    if not ids:
-        return {}
-    rows = await uow.session.execute(select(User.id, User.display_name).where(User.id.in_(ids)))
-    return {uid: name for uid, name in rows}
 
 
 def search_codes(principal: Principal, query: str, limit: int) -> list[icd10.IcdCode]:

@@ -13,6 +13,7 @@ from clinic.db.notes import NoteVersion
 from clinic.db.uow import UnitOfWork
 from clinic.services import notes as svc
 from clinic.services import visit_documents as docs
+from clinic.services.accounts import display_names
 from clinic.web import i18n
 from clinic.web.api import ApiContext, ApiRouter
 from clinic.web.schemas import Input, Output
@@ -133,13 +134,13 @@ class Icd10List(Output):
     items: list[Icd10Out]
 
 
-def _note_out(v: svc.NoteView, names: dict[uuid.UUID, str]) -> NoteOut:
+def _note_out(v: svc.NoteView, names: dict[uuid.UUID | None, str]) -> NoteOut:
     n = v.note
     return NoteOut(
         id=n.id, organization_id=n.organization_id, encounter_id=n.encounter_id, patient_id=n.patient_id,
         author_id=n.author_id, status=n.status.value, fhir_status=n.status.fhir, revision=n.revision,
         version=n.current_version, signed_at=n.signed_at, signed_by_id=n.signed_by_id,
-        signed_by_name=names.get(n.signed_by_id, "") if n.signed_by_id else "",
+        signed_by_name=names.get(n.signed_by_id, ""),
         version_author_id=v.version.author_id if v.version else None,
         version_author_name=names.get(v.version.author_id, "") if v.version else "",
         version_signed_at=v.version.signed_at if v.version else None,
@@ -150,7 +151,7 @@ def _note_out(v: svc.NoteView, names: dict[uuid.UUID, str]) -> NoteOut:
     )
 
 
-def _version_out(v: NoteVersion, names: dict[uuid.UUID, str]) -> VersionOut:
+def _version_out(v: NoteVersion, names: dict[uuid.UUID | None, str]) -> VersionOut:
     return VersionOut(version=v.version, author_id=v.author_id, author_name=names.get(v.author_id, ""),
                       signed_at=v.signed_at, amendment_reason=v.amendment_reason, content_sha256=v.content_sha256,
                       previous_sha256=v.previous_sha256, diagnoses=[DiagnosisOut(**d)
@@ -160,7 +161,7 @@ def _version_out(v: NoteVersion, names: dict[uuid.UUID, str]) -> VersionOut:
 
 async def note_out(uow: UnitOfWork, v: svc.NoteView) -> NoteOut:
     """A note as the API shows it, with the names of those who signed it (also rendered into the visit page)."""
-    return _note_out(v, await svc.display_names(uow, svc.people(v)))
+    return _note_out(v, await display_names(uow, svc.people(v)))
 
 
 @router.route("GET", "/encounters/{id}/note", response=NoteOut, tags=T)
@@ -194,7 +195,7 @@ async def amend_note(ctx: ApiContext) -> NoteOut:
 async def note_history(ctx: ApiContext) -> HistoryOut:
     """Every signed version, oldest first, with amendment reasons, signers and content hashes."""
     v = await svc.history(ctx.uow, ctx.principal, ctx.path_uuid())
-    names = await svc.display_names(ctx.uow, svc.people(v))
+    names = await display_names(ctx.uow, svc.people(v))
     return HistoryOut(note=_note_out(v, names), versions=[_version_out(x, names) for x in v.history])
 
 
@@ -202,7 +203,7 @@ async def note_history(ctx: ApiContext) -> HistoryOut:
 async def patient_notes(ctx: ApiContext) -> NoteList:
     """A patient's notes, newest first (signed ones only for the patient)."""
     views = await svc.list_for_patient(ctx.uow, ctx.principal, ctx.path_uuid())
-    names = await svc.display_names(ctx.uow, set().union(*(svc.people(v) for v in views)))
+    names = await display_names(ctx.uow, set().union(*(svc.people(v) for v in views)))
     return NoteList(items=[_note_out(v, names) for v in views])
 
 
