@@ -350,11 +350,14 @@ async def grant_consent(uow: UnitOfWork, principal: Principal, patient_id: uuid.
     uow.add(c)
     await uow.session.flush()
     uow.audit.record(principal, "consent.grant", object_type="Consent", object_id=c.id,
-                     organization_id=p.organization_id, patient_id=p.id,
-                     detail={"kind": kind.value, "version": shown.version, "locale": shown.locale,
-                             "text_sha256": shown.sha256,
-                             **({"encounter_id": str(encounter_id)} if encounter_id else {})})
+                     organization_id=p.organization_id, patient_id=p.id, detail=_answered(shown, encounter_id))
     return c
+
+
+def _answered(shown: ConsentText, encounter_id: uuid.UUID | None) -> dict[str, Any]:
+    """What the audit trail keeps of an answer to a consent: exactly which text, in which language, where."""
+    return {"kind": shown.kind.value, "version": shown.version, "locale": shown.locale, "text_sha256": shown.sha256,
+            **({"encounter_id": str(encounter_id)} if encounter_id else {})}
 
 
 @dataclass(frozen=True)
@@ -376,10 +379,7 @@ async def decline_consent(uow: UnitOfWork, principal: Principal, patient_id: uui
     shown = consent_text(kind, locale)
     d = ConsentDecline(kind=kind, version=shown.version, declined_at=utcnow(), encounter_id=encounter_id)
     uow.audit.record(principal, "consent.decline", object_type="Consent", organization_id=p.organization_id,
-                     patient_id=p.id,
-                     detail={"kind": kind.value, "version": shown.version, "locale": shown.locale,
-                             "text_sha256": shown.sha256,
-                             **({"encounter_id": str(encounter_id)} if encounter_id else {})})
+                     patient_id=p.id, detail=_answered(shown, encounter_id))
     return d
 
 
